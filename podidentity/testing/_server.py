@@ -1,0 +1,208 @@
+"""Run ASGI apps and raw TCP servers on 127.0.0.1 from an event loop in a background thread.
+
+The emulators always serve from their own thread, whether the test is sync or async: a sync
+client can then call them without blocking the loop that serves it, and an async test's loop is
+never shared with the server (a test that blocks its loop cannot stall the emulator). One
+:class:`ServerThread` hosts any number of servers, so an emulated world with many endpoints
+(an IMDS per node) costs one thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import uvicorn
+
+__all__ = ["RunningServer", "ServerThread", "TLSFiles"]
+
+_T = TypeVar("_T")
+ASGIApp = Callable[..., Awaitable[None]]
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+# uvicorn logs a traceback when an app aborts a response on purpose (the "connection reset"
+# fault); the emulators record their own requests, so keep uvicorn's logs to real trouble.
+logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+
+
+@attrs.frozen
+class TLSFiles:
+    """A server certificate chain and key on disk, as uvicorn and ``ssl`` want them."""
+
+    cert_file: Path
+    key_file: Path
+
+
+@attrs.frozen
+class RunningServer:
+    """Where a started server listens."""
+
+    host: str
+    port: int
+    scheme: str
+
+    @property
+    def url(self) -> str:
+        """``scheme://host:port`` with no trailing slash."""
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class ServerThread:
+    """An asyncio loop in a daemon thread that serves emulator endpoints.
+
+    Use :meth:`start` / :meth:`stop` (or ``with``); :meth:`serve_asgi` and :meth:`serve_tcp`
+    may be called from any thread once started.
+    """
+
+    def __init__(self, name: str = "podidentity-emulator") -> None:
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._uvicorn: list[uvicorn.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tcp: list[asyncio.AbstractServer] = []
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The serving loop (only valid between :meth:`start` and :meth:`stop`)."""
+        if self._loop is None:
+            raise RuntimeError("the server thread is not running; call start() first")
+        return self._loop
+
+    def start(self) -> None:
+        """Start the loop thread; returns once the loop runs."""
+        if self._thread is not None:
+            return
+        ready = threading.Event()
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name=self._name, daemon=True)
+        self._thread.start()
+        ready.wait()
+
+    def call(self, coro: Coroutine[Any, Any, _T], timeout: float | None = 30.0) -> _T:
+        """Run a coroutine on the serving loop from another thread and return its result."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Schedule a plain callback on the serving loop (thread-safe)."""
+        self.loop.call_soon_threadsafe(callback)
+
+    def serve_asgi(
+        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, tls: TLSFiles | None = None
+    ) -> RunningServer:
+        """Serve an ASGI app with uvicorn on ``host:port`` (0: a free port)."""
+        sock = _bind(host, port)
+        bound_port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_level="critical",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            timeout_keep_alive=30,
+            ssl_certfile=str(tls.cert_file) if tls else None,
+            ssl_keyfile=str(tls.key_file) if tls else None,
+            server_header=False,
+        )
+        server = uvicorn.Server(config)
+        started = threading.Event()
+
+        async def serve() -> None:
+            task = asyncio.ensure_future(server.serve(sockets=[sock]))
+            self._tasks.append(task)
+            while not server.started and not task.done():
+                await asyncio.sleep(0.005)
+            started.set()
+            if task.done():
+                task.result()
+
+        self._uvicorn.append(server)
+        self.call(serve())
+        started.wait()
+        return RunningServer(host=host, port=bound_port, scheme="https" if tls else "http")
+
+    def serve_tcp(
+        self, handler: StreamHandler, *, host: str = "127.0.0.1", port: int = 0
+    ) -> RunningServer:
+        """Serve a raw stream handler (used by the CONNECT proxy) on ``host:port``."""
+        sock = _bind(host, port)
+
+        async def start() -> asyncio.AbstractServer:
+            return await asyncio.start_server(handler, sock=sock)
+
+        server = self.call(start())
+        self._tcp.append(server)
+        return RunningServer(host=host, port=sock.getsockname()[1], scheme="tcp")
+
+    def stop(self) -> None:
+        """Stop every server, cancel open streams (watches) and end the thread."""
+        if self._thread is None or self._loop is None:
+            return
+        loop = self._loop
+
+        async def shutdown() -> None:
+            for server in self._uvicorn:
+                server.should_exit = True
+                server.force_exit = True
+            for tcp in self._tcp:
+                tcp.close()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=5)
+            current = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        try:
+            self.call(shutdown(), timeout=15)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(timeout=15)
+            self._thread = None
+            self._loop = None
+            self._uvicorn.clear()
+            self._tasks.clear()
+            self._tcp.clear()
+
+    def __enter__(self) -> ServerThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def client_ssl_context(ca_file: Path) -> ssl.SSLContext:
+    """An SSL context that trusts only the emulator CA (for hand-rolled clients in tests)."""
+    return ssl.create_default_context(cafile=str(ca_file))
