@@ -121,6 +121,7 @@ class ServerThread:
         self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, tls: TLSFiles | None = None
     ) -> RunningServer:
         """Serve an ASGI app with uvicorn on ``host:port`` (0: a free port)."""
+        self.loop  # noqa: B018 - fail before binding a socket that would then leak
         sock = _bind(host, port)
         bound_port = sock.getsockname()[1]
         config = uvicorn.Config(
@@ -155,6 +156,7 @@ class ServerThread:
         self, handler: StreamHandler, *, host: str = "127.0.0.1", port: int = 0
     ) -> RunningServer:
         """Serve a raw stream handler (used by the CONNECT proxy) on ``host:port``."""
+        self.loop  # noqa: B018 - fail before binding a socket that would then leak
         sock = _bind(host, port)
 
         async def start() -> asyncio.AbstractServer:

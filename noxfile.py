@@ -1,0 +1,68 @@
+"""Project checks. ``nox`` runs lint, typecheck, tests and docs; ``nox -s bench`` the benchmarks."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+# uv makes the sessions' installs fast when it is there; it must never try to download a
+# Python build (there is no internet on CI, only the package registries).
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+SUPPORTED = ["3.11", "3.12", "3.13"]
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Ruff (lint and format) and the import-linter layer contract."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[typecheck]")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite with coverage (benchmarks are not part of it)."""
+    session.install("-e", ".[test]")
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", success_codes=[0, 1])
+    session.run("coverage", "report", "--fail-under=85")
+
+
+@nox.session(python=SUPPORTED, name="tests-all")
+def tests_all(session: nox.Session) -> None:
+    """The test suite on every supported Python (not part of the default run)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly (every warning is an error)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: ratios against a baseline measured in the same process (see docs/benchmarks.md)."""
+    session.install("-e", ".[bench]")
+    session.run(
+        "pytest", "tests/benchmarks", "-o", "python_files=bench_*.py", "-p", "no:cacheprovider",
+        "-s", "-q", *session.posargs,
+    )
