@@ -55,14 +55,23 @@ def tests_all(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site strictly (every warning is an error)."""
     session.install("-e", ".[docs]")
-    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
+    )
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: ratios against a baseline measured in the same process (see docs/benchmarks.md)."""
+    """Benchmarks: ratios against a same-process baseline (figures in docs/benchmarks.md)."""
     session.install("-e", ".[bench]")
     session.run(
-        "pytest", "tests/benchmarks", "-o", "python_files=bench_*.py", "-p", "no:cacheprovider",
-        "-s", "-q", *session.posargs,
+        "pytest",
+        "tests/benchmarks",
+        "-o",
+        "python_files=bench_*.py",
+        "-p",
+        "no:cacheprovider",
+        "-s",
+        "-q",
+        *session.posargs,
     )

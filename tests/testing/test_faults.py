@@ -17,7 +17,9 @@ async def echo_app(scope: Scope, receive: object, send: object) -> None:
 
 
 def error_body(status: int, message: str) -> tuple[bytes, str]:
-    return json.dumps({"error": {"code": str(status), "message": message}}).encode(), "application/json"
+    return json.dumps(
+        {"error": {"code": str(status), "message": message}}
+    ).encode(), "application/json"
 
 
 @pytest.fixture
@@ -34,7 +36,9 @@ def served() -> Iterator[tuple[RunningServer, FaultInjector, RequestLog]]:
         yield thread.serve_asgi(app), faults, log
 
 
-def test_next_n_requests_fail_then_service_resumes(served: tuple[RunningServer, FaultInjector, RequestLog]) -> None:
+def test_next_n_requests_fail_then_service_resumes(
+    served: tuple[RunningServer, FaultInjector, RequestLog],
+) -> None:
     server, faults, log = served
     faults.fail_next(2, status=429, retry_after=3, path="^/pods")
     with httpx.Client(base_url=server.url) as client:
@@ -46,7 +50,9 @@ def test_next_n_requests_fail_then_service_resumes(served: tuple[RunningServer, 
     assert [r.status for r in log.find(path="^/pods")] == [429, 429, 200]
 
 
-def test_a_reset_drops_the_connection(served: tuple[RunningServer, FaultInjector, RequestLog]) -> None:
+def test_a_reset_drops_the_connection(
+    served: tuple[RunningServer, FaultInjector, RequestLog],
+) -> None:
     server, faults, _ = served
     faults.reset_next(method="GET")
     with pytest.raises(httpx.RemoteProtocolError):
@@ -54,7 +60,9 @@ def test_a_reset_drops_the_connection(served: tuple[RunningServer, FaultInjector
     assert httpx.get(server.url + "/x").status_code == 200
 
 
-def test_rules_only_match_their_method_and_path(served: tuple[RunningServer, FaultInjector, RequestLog]) -> None:
+def test_rules_only_match_their_method_and_path(
+    served: tuple[RunningServer, FaultInjector, RequestLog],
+) -> None:
     server, faults, _ = served
     faults.fail_next(1, status=500, method="POST", path="/a$")
     assert httpx.get(server.url + "/a").status_code == 200
@@ -62,7 +70,9 @@ def test_rules_only_match_their_method_and_path(served: tuple[RunningServer, Fau
     assert httpx.post(server.url + "/a").status_code == 500
 
 
-def test_http_controls_add_and_clear_rules(served: tuple[RunningServer, FaultInjector, RequestLog]) -> None:
+def test_http_controls_add_and_clear_rules(
+    served: tuple[RunningServer, FaultInjector, RequestLog],
+) -> None:
     server, _, log = served
     with httpx.Client(base_url=server.url) as client:
         added = client.post("/_emulator/faults", json={"action": "fail", "status": 503, "count": 0})
@@ -82,7 +92,9 @@ def test_http_controls_add_and_clear_rules(served: tuple[RunningServer, FaultInj
     assert len(log) == 3
 
 
-def test_credentials_are_masked_in_the_log(served: tuple[RunningServer, FaultInjector, RequestLog]) -> None:
+def test_credentials_are_masked_in_the_log(
+    served: tuple[RunningServer, FaultInjector, RequestLog],
+) -> None:
     server, _, log = served
     httpx.get(server.url + "/x", headers={"Authorization": "Bearer secret-token-value"})
     assert log.records[-1].headers["authorization"] == "****"

@@ -79,7 +79,9 @@ def test_a_token_signed_by_another_key_with_the_same_kid_is_refused() -> None:
 
 def test_a_token_whose_payload_was_edited_is_refused() -> None:
     header, _, signature = SIGNER.sign(claims()).split(".")
-    edited = b64url_encode(json.dumps(claims(sub="system:serviceaccount:kube-system:admin")).encode())
+    edited = b64url_encode(
+        json.dumps(claims(sub="system:serviceaccount:kube-system:admin")).encode()
+    )
     with pytest.raises(InvalidToken) as caught:
         verify(f"{header}.{edited}.{signature}", SIGNER.jwks())
     assert caught.value.reason == "signature"

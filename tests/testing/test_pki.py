@@ -57,7 +57,9 @@ def test_server_certificate_is_trusted_for_its_names_only(
         _handshake(server_ctx, client_ctx, "login.microsoftonline.com")
 
 
-def test_a_certificate_from_another_ca_is_not_trusted(ca: CertificateAuthority, tmp_path: Path) -> None:
+def test_a_certificate_from_another_ca_is_not_trusted(
+    ca: CertificateAuthority, tmp_path: Path
+) -> None:
     stranger = CertificateAuthority("someone else")
     cert_file, key_file = stranger.issue_server(["localhost"]).write(tmp_path, "x")
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
