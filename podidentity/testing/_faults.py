@@ -369,10 +369,34 @@ def with_faults(
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "").rsplit(":", 1)[0]
         status_box = [0]
+        recorded = [False]
+
+        def record() -> None:
+            if recorded[0]:
+                return
+            recorded[0] = True
+            client = scope.get("client") or ("", 0)
+            log.append(
+                RequestRecord(
+                    method=method,
+                    path=path,
+                    query=scope.get("query_string", b"").decode("latin-1"),
+                    headers={
+                        k: ("****" if k in _SENSITIVE_HEADERS else v) for k, v in headers.items()
+                    },
+                    status=status_box[0],
+                    duration=time.monotonic() - started,
+                    client=str(client[0]),
+                )
+            )
 
         async def recording_send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status_box[0] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Record before the last byte leaves: a client that has its answer must be
+                # able to find the request in the log straight away.
+                record()
             await send(message)
 
         try:
@@ -385,6 +409,7 @@ def with_faults(
                 await app(scope, receive, recording_send)
             elif failing.kind == "reset":
                 status_box[0] = -1
+                record()
                 await send({"type": "http.response.start", "status": 200, "headers": []})
                 # Raising after the response has started makes uvicorn drop the connection,
                 # which the client sees as a reset / incomplete read.
@@ -410,21 +435,8 @@ def with_faults(
                         "headers": response_headers,
                     }
                 )
-                await send({"type": "http.response.body", "body": body})
+                await recording_send({"type": "http.response.body", "body": body})
         finally:
-            client = scope.get("client") or ("", 0)
-            log.append(
-                RequestRecord(
-                    method=method,
-                    path=path,
-                    query=scope.get("query_string", b"").decode("latin-1"),
-                    headers={
-                        k: ("****" if k in _SENSITIVE_HEADERS else v) for k, v in headers.items()
-                    },
-                    status=status_box[0],
-                    duration=time.monotonic() - started,
-                    client=str(client[0]),
-                )
-            )
+            record()
 
     return wrapped

@@ -121,3 +121,17 @@ def test_an_unlimited_rule_can_be_withdrawn() -> None:
     assert faults.take("GET", "/x")[1] is rule
     faults.remove(rule)
     assert faults.take("GET", "/x") == (0.0, None)
+
+
+def test_a_request_is_in_the_log_as_soon_as_its_answer_arrives(
+    served: tuple[RunningServer, FaultInjector, RequestLog],
+) -> None:
+    server, faults, log = served
+    faults.fail_next(1, status=503, path="/failing")
+    with httpx.Client(base_url=server.url) as client:
+        for index in range(50):
+            path = "/failing" if index == 0 else f"/ok/{index}"
+            client.get(path)
+            # No waiting: the record must already be there when the client has its answer.
+            assert log.records[-1].path == path
+    assert log.records[0].status == 503

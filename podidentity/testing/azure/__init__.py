@@ -1,0 +1,49 @@
+"""Emulators of the Azure endpoints pod identity talks to: Azure AD, IMDS, ARM and Key Vault.
+
+:class:`AzureEmulator` ties them into one emulated tenant on 127.0.0.1 whose real host names are
+reached through an HTTPS CONNECT proxy, so azure-identity and the Key Vault SDKs run unmodified.
+See ``docs/testing-azure.md``.
+"""
+
+from __future__ import annotations
+
+from podidentity.testing.azure._arm import ArmService, arm_error_json
+from podidentity.testing.azure._clock import Clock, ManualClock, system_clock
+from podidentity.testing.azure._emulator import AzureEmulator, Endpoint, ImdsEndpoint
+from podidentity.testing.azure._keyvault import KeyVaultService
+from podidentity.testing.azure._proxy import HostRoutingProxy
+from podidentity.testing.azure._tokens import IssuedToken
+from podidentity.testing.azure._world import (
+    ARM_AUDIENCES,
+    WORKLOAD_IDENTITY_AUDIENCE,
+    AzureWorld,
+    ComputeResource,
+    FederatedCredential,
+    ManagedIdentity,
+    Principal,
+    ServicePrincipal,
+    SystemIdentity,
+)
+
+__all__ = [
+    "ARM_AUDIENCES",
+    "WORKLOAD_IDENTITY_AUDIENCE",
+    "ArmService",
+    "AzureEmulator",
+    "AzureWorld",
+    "Clock",
+    "ComputeResource",
+    "Endpoint",
+    "FederatedCredential",
+    "HostRoutingProxy",
+    "ImdsEndpoint",
+    "IssuedToken",
+    "KeyVaultService",
+    "ManagedIdentity",
+    "ManualClock",
+    "Principal",
+    "ServicePrincipal",
+    "SystemIdentity",
+    "arm_error_json",
+    "system_clock",
+]

@@ -1,0 +1,473 @@
+"""The data-plane HTTP API of one emulated vault, as a raw ASGI app.
+
+Each request goes through the steps the service takes, in its order: the rate limit (if one is
+set), authentication (no token: ``401`` with the challenge, before anything else is looked at,
+so the SDK's bodiless first request is answered correctly), the ``api-version`` check, the
+route, the caller's access-policy permission for that operation, and finally the operation on
+the vault's state. Faults and the request log are added around this app by ``with_faults``.
+
+Supported operations (everything else answers ``501`` naming what is missing):
+
+- secrets: get (latest / version), set, update properties, delete, list, list versions;
+  deleted secrets: get, list, purge, recover;
+- certificates: get (latest / version), list, list versions;
+- keys: get (latest / version), list, list versions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import attrs
+
+from podidentity.testing.azure._keyvault_auth import TokenVerifier, authenticate, authorize
+from podidentity.testing.azure._keyvault_errors import KeyVaultError, fault_error_body
+from podidentity.testing.azure._keyvault_state import (
+    SecretVersion,
+    Vault,
+    new_version,
+    validate_object_name,
+)
+from podidentity.testing.azure._keyvault_throttle import SlidingWindow
+from podidentity.testing.azure._keyvault_wire import (
+    certificate_bundle,
+    certificate_item,
+    deleted_secret_bundle,
+    deleted_secret_item,
+    key_bundle,
+    key_item,
+    page,
+    secret_bundle,
+    secret_item,
+)
+
+__all__ = ["API_VERSIONS", "VaultSettings", "vault_app"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The api-versions the installed SDKs know (secrets/certificates 4.12 default to 2026-04-01,
+#: keys 4.11 to 2025-07-01); ``-preview`` variants of them are accepted too.
+API_VERSIONS = frozenset(
+    {"2016-10-01", "7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"}
+)
+_PREVIEW = re.compile(r"^(?P<base>[0-9.-]+?)-preview(\.\d+)?$")
+_JSON = "application/json; charset=utf-8"
+
+
+@attrs.frozen
+class VaultSettings:
+    """What every vault of one service shares: token check, resource, authority, clock."""
+
+    verify_token: TokenVerifier
+    resource: str
+    authority: str
+    clock: Callable[[], float]
+
+
+@attrs.frozen
+class _Request:
+    vault: Vault
+    method: str
+    parts: tuple[str, ...]
+    query: Mapping[str, str]
+    body: bytes
+    now: int
+
+    @property
+    def base_url(self) -> str:
+        return self.vault.url
+
+    @property
+    def api_version(self) -> str:
+        return self.query.get("api-version", "")
+
+    def json(self) -> dict[str, Any]:
+        try:
+            document = json.loads(self.body or b"null")
+        except ValueError as err:
+            raise KeyVaultError(400, "BadParameter", "The request body is not valid JSON.") from err
+        if not isinstance(document, dict):
+            raise KeyVaultError(400, "BadParameter", "The request body must be a JSON object.")
+        return document
+
+    def listing(self, collection: str) -> dict[str, Any]:
+        return {
+            "collection_url": f"{self.base_url}/{collection}",
+            "api_version": self.api_version,
+            "maxresults": self.query.get("maxresults"),
+            "skiptoken": self.query.get("$skiptoken"),
+        }
+
+
+_Result = tuple[int, Any]
+_Handler = Callable[[_Request], _Result]
+
+
+# -- secrets -------------------------------------------------------------------------------
+
+
+def _readable(secret: SecretVersion) -> SecretVersion:
+    if not secret.enabled:
+        raise KeyVaultError(
+            403,
+            "Forbidden",
+            "Operation get is not allowed on a disabled secret.",
+            inner_code="SecretDisabled",
+        )
+    return secret
+
+
+def _get_secret(request: _Request) -> _Result:
+    name, version = request.parts[1], (request.parts[2] if len(request.parts) > 2 else None)
+    secret = _readable(request.vault.secret(name, version))
+    return 200, secret_bundle(request.base_url, secret)
+
+
+def _refuse_managed(request: _Request, operation: str) -> None:
+    existing = request.vault.secrets.get(request.parts[1].lower())
+    if existing and existing[-1].managed:
+        # The backing secret of a certificate changes only with the certificate.
+        raise KeyVaultError(
+            403, "Forbidden", f"Operation {operation} is not allowed on a managed secret."
+        )
+
+
+def _epoch(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise KeyVaultError(400, "BadParameter", f"attributes.{field} must be epoch seconds.")
+    return int(value)
+
+
+def _optional_str(document: Mapping[str, Any], field: str) -> str | None:
+    value = document.get(field)
+    if value is not None and not isinstance(value, str):
+        raise KeyVaultError(400, "BadParameter", f"Property {field} must be a string.")
+    return value
+
+
+def _tags(document: Mapping[str, Any]) -> dict[str, str] | None:
+    tags = document.get("tags")
+    if tags is None:
+        return None
+    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+        raise KeyVaultError(400, "BadParameter", "Property tags must map strings to strings.")
+    return {str(k): v for k, v in tags.items()}
+
+
+def _set_secret(request: _Request) -> _Result:
+    name = request.parts[1]
+    validate_object_name(name)
+    _refuse_managed(request, "set")
+    document = request.json()
+    value = document.get("value")
+    if not isinstance(value, str):
+        raise KeyVaultError(400, "BadParameter", "Property value is required and must be a string.")
+    attributes = document.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise KeyVaultError(400, "BadParameter", "Property attributes must be an object.")
+    enabled = attributes.get("enabled", True)
+    secret = request.vault.add_secret(
+        SecretVersion(
+            name=name,
+            version=new_version(),
+            value=value,
+            created=request.now,
+            updated=request.now,
+            content_type=_optional_str(document, "contentType"),
+            tags=_tags(document),
+            enabled=enabled is not False,
+            not_before=_epoch(attributes.get("nbf"), "nbf"),
+            expires=_epoch(attributes.get("exp"), "exp"),
+        )
+    )
+    return 200, secret_bundle(request.base_url, secret)
+
+
+def _update_secret(request: _Request) -> _Result:
+    name, version = request.parts[1], (request.parts[2] if len(request.parts) > 2 else None)
+    secret = request.vault.secret(name, version)
+    document = request.json()
+    attributes = document.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise KeyVaultError(400, "BadParameter", "Property attributes must be an object.")
+    if "contentType" in document:
+        secret.content_type = _optional_str(document, "contentType")
+    if "tags" in document:
+        secret.tags = _tags(document)
+    if "enabled" in attributes:
+        secret.enabled = attributes["enabled"] is not False
+    if "nbf" in attributes:
+        secret.not_before = _epoch(attributes["nbf"], "nbf")
+    if "exp" in attributes:
+        secret.expires = _epoch(attributes["exp"], "exp")
+    secret.updated = request.now
+    # The update answer carries no value, like the service's.
+    body = secret_bundle(request.base_url, secret)
+    body.pop("value")
+    return 200, body
+
+
+def _delete_secret(request: _Request) -> _Result:
+    _refuse_managed(request, "delete")
+    deleted = request.vault.delete_secret(request.parts[1], request.now)
+    return 200, deleted_secret_bundle(request.base_url, deleted)
+
+
+def _list_secrets(request: _Request) -> _Result:
+    entries = [(key, versions[-1]) for key, versions in request.vault.secrets.items()]
+    return 200, page(
+        entries,
+        lambda s: secret_item(request.base_url, s, versioned=False),
+        **request.listing("secrets"),
+    )
+
+
+def _list_secret_versions(request: _Request) -> _Result:
+    name = request.parts[1]
+    versions = request.vault.secrets.get(name.lower(), [])
+    return 200, page(
+        [(s.version, s) for s in versions],
+        lambda s: secret_item(request.base_url, s, versioned=True),
+        **request.listing(f"secrets/{name}/versions"),
+    )
+
+
+def _get_deleted_secret(request: _Request) -> _Result:
+    deleted = request.vault.deleted_secret(request.parts[1])
+    return 200, deleted_secret_bundle(request.base_url, deleted)
+
+
+def _list_deleted_secrets(request: _Request) -> _Result:
+    return 200, page(
+        list(request.vault.deleted_secrets.items()),
+        lambda d: deleted_secret_item(request.base_url, d),
+        **request.listing("deletedsecrets"),
+    )
+
+
+def _purge_deleted_secret(request: _Request) -> _Result:
+    request.vault.purge_secret(request.parts[1])
+    return 204, None
+
+
+def _recover_deleted_secret(request: _Request) -> _Result:
+    secret = request.vault.recover_secret(request.parts[1])
+    return 200, secret_bundle(request.base_url, secret)
+
+
+# -- certificates and keys ---------------------------------------------------------------
+
+
+def _get_certificate(request: _Request) -> _Result:
+    name, version = request.parts[1], (request.parts[2] if len(request.parts) > 2 else None)
+    return 200, certificate_bundle(request.base_url, request.vault.certificate(name, version))
+
+
+def _list_certificates(request: _Request) -> _Result:
+    entries = [(key, versions[-1]) for key, versions in request.vault.certificates.items()]
+    return 200, page(
+        entries,
+        lambda c: certificate_item(request.base_url, c, versioned=False),
+        **request.listing("certificates"),
+    )
+
+
+def _list_certificate_versions(request: _Request) -> _Result:
+    name = request.parts[1]
+    versions = request.vault.certificates.get(name.lower(), [])
+    return 200, page(
+        [(c.version, c) for c in versions],
+        lambda c: certificate_item(request.base_url, c, versioned=True),
+        **request.listing(f"certificates/{name}/versions"),
+    )
+
+
+def _get_key(request: _Request) -> _Result:
+    name, version = request.parts[1], (request.parts[2] if len(request.parts) > 2 else None)
+    return 200, key_bundle(request.base_url, request.vault.key(name, version))
+
+
+def _list_keys(request: _Request) -> _Result:
+    entries = [(key, versions[-1]) for key, versions in request.vault.keys.items()]
+    return 200, page(
+        entries, lambda k: key_item(request.base_url, k, versioned=False), **request.listing("keys")
+    )
+
+
+def _list_key_versions(request: _Request) -> _Result:
+    name = request.parts[1]
+    versions = request.vault.keys.get(name.lower(), [])
+    return 200, page(
+        [(k.version, k) for k in versions],
+        lambda k: key_item(request.base_url, k, versioned=True),
+        **request.listing(f"keys/{name}/versions"),
+    )
+
+
+# (method, path pattern, object kind, permission, handler); "*" is one path segment and
+# literal segments come before "*" at the same position.
+_ROUTES: tuple[tuple[str, tuple[str, ...], str, str, _Handler], ...] = (
+    ("GET", ("secrets",), "secrets", "list", _list_secrets),
+    ("GET", ("secrets", "*", "versions"), "secrets", "list", _list_secret_versions),
+    ("GET", ("secrets", "*"), "secrets", "get", _get_secret),
+    ("GET", ("secrets", "*", "*"), "secrets", "get", _get_secret),
+    ("PUT", ("secrets", "*"), "secrets", "set", _set_secret),
+    ("PATCH", ("secrets", "*"), "secrets", "set", _update_secret),
+    ("PATCH", ("secrets", "*", "*"), "secrets", "set", _update_secret),
+    ("DELETE", ("secrets", "*"), "secrets", "delete", _delete_secret),
+    ("GET", ("deletedsecrets",), "secrets", "list", _list_deleted_secrets),
+    ("GET", ("deletedsecrets", "*"), "secrets", "get", _get_deleted_secret),
+    ("DELETE", ("deletedsecrets", "*"), "secrets", "purge", _purge_deleted_secret),
+    ("POST", ("deletedsecrets", "*", "recover"), "secrets", "recover", _recover_deleted_secret),
+    ("GET", ("certificates",), "certificates", "list", _list_certificates),
+    (
+        "GET",
+        ("certificates", "*", "versions"),
+        "certificates",
+        "list",
+        _list_certificate_versions,
+    ),
+    ("GET", ("certificates", "*"), "certificates", "get", _get_certificate),
+    ("GET", ("certificates", "*", "*"), "certificates", "get", _get_certificate),
+    ("GET", ("keys",), "keys", "list", _list_keys),
+    ("GET", ("keys", "*", "versions"), "keys", "list", _list_key_versions),
+    ("GET", ("keys", "*"), "keys", "get", _get_key),
+    ("GET", ("keys", "*", "*"), "keys", "get", _get_key),
+)
+
+
+def _route(method: str, parts: tuple[str, ...]) -> tuple[str, str, _Handler]:
+    for route_method, pattern, kind, permission, handler in _ROUTES:
+        if route_method != method or len(pattern) != len(parts):
+            continue
+        if all(p == "*" or p == part.lower() for p, part in zip(pattern, parts, strict=True)):
+            return kind, permission, handler
+    raise KeyVaultError(
+        501,
+        "NotImplemented",
+        f"The podidentity Key Vault emulator does not implement {method} /{'/'.join(parts)}.",
+    )
+
+
+def _check_api_version(api_version: str) -> None:
+    if not api_version:
+        raise KeyVaultError(400, "BadParameter", "The api-version query parameter is missing.")
+    preview = _PREVIEW.match(api_version)
+    base = preview.group("base") if preview else api_version
+    if base not in API_VERSIONS:
+        raise KeyVaultError(
+            400,
+            "BadParameter",
+            f"The specified version ({api_version}) is not recognized. Consider using the latest "
+            f"supported version ({max(v for v in API_VERSIONS if '-' in v)}).",
+        )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    vault: Vault,
+    extra: tuple[tuple[str, str], ...] = (),
+    client_request_id: str | None = None,
+) -> None:
+    headers = [
+        (b"content-type", _JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-cache"),
+        (b"x-ms-keyvault-region", vault.location.encode()),
+        (b"x-ms-request-id", str(uuid.uuid4()).encode()),
+    ]
+    if client_request_id:
+        headers.append((b"x-ms-client-request-id", client_request_id.encode("latin-1")))
+    headers.extend((k.lower().encode(), v.encode("latin-1")) for k, v in extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def vault_app(
+    vault: Vault, settings: VaultSettings, limiter: SlidingWindow | None = None
+) -> ASGIApp:
+    """The ASGI app serving one vault's data plane."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client_request_id = headers.get("x-ms-client-request-id")
+        method: str = scope["method"].upper()
+        parts = tuple(scope["path"].strip("/").split("/")) if scope["path"].strip("/") else ()
+        query = {
+            k: v[0]
+            for k, v in parse_qs(
+                scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+            ).items()
+        }
+        try:
+            if limiter is not None:
+                retry_after = limiter.acquire()
+                if retry_after is not None:
+                    body, _ = fault_error_body(429, "VaultRequestTypeLimitReached")
+                    await _send(
+                        send,
+                        429,
+                        body,
+                        vault,
+                        (("Retry-After", str(int(retry_after))),),
+                        client_request_id,
+                    )
+                    return
+            caller = authenticate(
+                headers.get("authorization"),
+                tenant_id=vault.tenant_id,
+                verify_token=settings.verify_token,
+                resource=settings.resource,
+                authority=settings.authority,
+            )
+            _check_api_version(query.get("api-version", ""))
+            kind, permission, handler = _route(method, parts)
+            with vault.lock:
+                authorize(
+                    vault.policies,
+                    caller,
+                    kind,
+                    permission,
+                    vault=vault.name,
+                    location=vault.location,
+                )
+            raw = await _read_body(receive)
+            request = _Request(
+                vault=vault,
+                method=method,
+                parts=parts,
+                query=query,
+                body=raw,
+                now=int(settings.clock()),
+            )
+            with vault.lock:
+                status, payload = handler(request)
+                # Serialize under the lock: the handlers return live objects' views.
+                body = b"" if payload is None else json.dumps(payload).encode()
+        except KeyVaultError as err:
+            await _send(send, err.status, err.body(), vault, err.headers, client_request_id)
+            return
+        await _send(send, status, body, vault, client_request_id=client_request_id)
+
+    return app

@@ -1,0 +1,357 @@
+"""ARM: VM and scale-set identities over real HTTPS, with tokens from the emulated Azure AD."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from azure.core import PipelineClient
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
+from azure.core.rest import HttpRequest
+from azure.identity import ClientSecretCredential, ManagedIdentityCredential
+
+from podidentity.testing.azure import (
+    AzureEmulator,
+    ComputeResource,
+    ManagedIdentity,
+    ManualClock,
+    arm_error_json,
+)
+
+API = {"api-version": "2023-03-01"}
+ARM_SCOPE = "https://management.azure.com/.default"
+
+
+@pytest.fixture
+def arm(azure: AzureEmulator) -> Iterator[httpx.Client]:
+    """An httpx client for https://management.azure.com authenticated as a service principal."""
+    app = azure.world.add_service_principal("mic")
+    with azure.patched_environ():
+        token = ClientSecretCredential(azure.tenant_id, app.client_id, app.secret).get_token(
+            ARM_SCOPE
+        )
+        with httpx.Client(
+            base_url="https://management.azure.com",
+            params=API,
+            headers={"Authorization": f"Bearer {token.token}"},
+        ) as client:
+            yield client
+
+
+def _patch(
+    client: httpx.Client, target: ComputeResource, identity: dict[str, Any]
+) -> httpx.Response:
+    return client.patch(target.resource_id, json={"identity": identity})
+
+
+def _error(response: httpx.Response) -> tuple[int, str, str]:
+    body = response.json()
+    return response.status_code, body["error"]["code"], body["error"]["message"]
+
+
+def test_get_vm_and_scale_set(azure: AzureEmulator, arm: httpx.Client) -> None:
+    identity = azure.world.add_managed_identity("app")
+    vm = azure.world.add_vm("vm-0", system_assigned=True, identities=[identity])
+    vmss = azure.world.add_vmss("pool", capacity=2)
+    body = arm.get(vm.resource_id).json()
+    assert body["id"] == vm.resource_id
+    assert body["type"] == "Microsoft.Compute/virtualMachines"
+    assert body["identity"]["type"] == "SystemAssigned, UserAssigned"
+    assert body["identity"]["principalId"] == vm.system_identity.principal_id  # type: ignore[union-attr]
+    assert body["identity"]["userAssignedIdentities"] == {
+        identity.resource_id: {"principalId": identity.principal_id, "clientId": identity.client_id}
+    }
+    scale_set = arm.get(vmss.resource_id).json()
+    assert scale_set["sku"]["capacity"] == 2
+    assert "identity" not in scale_set
+    instance = arm.get(vmss.resource_id + "/virtualMachines/1").json()
+    assert instance["name"] == "pool_1"
+    assert arm.get(vmss.resource_id + "/virtualMachines/2").status_code == 404
+    # ARM compares paths case-insensitively.
+    assert arm.get(vm.resource_id.lower()).status_code == 200
+
+
+def test_patch_adds_and_removes_identities(azure: AzureEmulator, arm: httpx.Client) -> None:
+    one = azure.world.add_managed_identity("one")
+    two = azure.world.add_managed_identity("two")
+    vmss = azure.world.add_vmss("pool", system_assigned=True)
+    added = _patch(
+        arm,
+        vmss,
+        {
+            "type": "SystemAssigned, UserAssigned",
+            "userAssignedIdentities": {one.resource_id: {}, two.resource_id: {}},
+        },
+    )
+    assert added.status_code == 200
+    assert set(added.json()["identity"]["userAssignedIdentities"]) == {
+        one.resource_id,
+        two.resource_id,
+    }
+    assert set(azure.world.vmss("pool").user_assigned) == {
+        one.resource_id.lower(),
+        two.resource_id.lower(),
+    }
+    removed = _patch(
+        arm,
+        vmss,
+        {"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {one.resource_id: None}},
+    )
+    assert set(removed.json()["identity"]["userAssignedIdentities"]) == {two.resource_id}
+    # Removing the last one leaves the system-assigned identity alone.
+    last = _patch(
+        arm, vmss, {"type": "SystemAssigned", "userAssignedIdentities": {two.resource_id: None}}
+    )
+    assert last.json()["identity"]["type"] == "SystemAssigned"
+    assert "userAssignedIdentities" not in last.json()["identity"]
+    none = _patch(arm, vmss, {"type": "None"})
+    assert "identity" not in none.json()
+    assert azure.world.vmss("pool").identity_type == "None"
+
+
+def test_put_replaces_the_identity_block(azure: AzureEmulator, arm: httpx.Client) -> None:
+    one = azure.world.add_managed_identity("one")
+    two = azure.world.add_managed_identity("two")
+    vm = azure.world.add_vm("vm-0", identities=[one])
+    response = arm.put(
+        vm.resource_id,
+        json={
+            "location": "eastus",
+            "identity": {"type": "UserAssigned", "userAssignedIdentities": {two.resource_id: {}}},
+        },
+    )
+    assert set(response.json()["identity"]["userAssignedIdentities"]) == {two.resource_id}
+
+
+def test_assign_through_arm_then_imds_issues_the_token(
+    azure: AzureEmulator, arm: httpx.Client
+) -> None:
+    identity = azure.world.add_managed_identity("app")
+    vmss = azure.world.add_vmss("pool", capacity=3)
+    with azure.patched_environ(vmss=vmss, instance=2):
+        before = ManagedIdentityCredential(client_id=identity.client_id, retry_total=0)
+        with pytest.raises(Exception, match="Identity not found"):
+            before.get_token("https://vault.azure.net")
+        response = _patch(
+            arm,
+            vmss,
+            {"type": "UserAssigned", "userAssignedIdentities": {identity.resource_id: {}}},
+        )
+        assert response.status_code == 200
+        token = ManagedIdentityCredential(client_id=identity.client_id).get_token(
+            "https://vault.azure.net"
+        )
+    claims = azure.verify_access_token(token.token, "https://vault.azure.net")
+    assert claims["oid"] == identity.principal_id
+
+
+def test_azure_core_pipeline_with_a_credential(azure: AzureEmulator) -> None:
+    app = azure.world.add_service_principal("mic")
+    vm = azure.world.add_vm("vm-0")
+    with azure.patched_environ():
+        credential = ClientSecretCredential(azure.tenant_id, app.client_id, app.secret)
+        client: PipelineClient[HttpRequest, Any] = PipelineClient(
+            "https://management.azure.com",
+            policies=[
+                BearerTokenCredentialPolicy(credential, ARM_SCOPE),
+                RetryPolicy(retry_total=0),
+            ],
+        )
+        with client:
+            response = client.send_request(
+                HttpRequest("GET", f"https://management.azure.com{vm.resource_id}", params=API)
+            )
+    assert response.status_code == 200
+    assert response.json()["name"] == "vm-0"
+
+
+def test_token_for_the_wrong_audience(azure: AzureEmulator) -> None:
+    app = azure.world.add_service_principal("mic")
+    vm = azure.world.add_vm("vm-0")
+    token = azure.issue_token(app, "https://vault.azure.net")
+    with azure.patched_environ():
+        response = httpx.get(
+            f"https://management.azure.com{vm.resource_id}",
+            params=API,
+            headers={"Authorization": f"Bearer {token.access_token}"},
+        )
+    status, code, message = _error(response)
+    assert (status, code) == (401, "InvalidAuthenticationTokenAudience")
+    assert "https://vault.azure.net" in message
+    assert response.headers["www-authenticate"].startswith("Bearer authorization_uri=")
+
+
+def test_expired_token(azure_with_clock: AzureEmulator, clock: ManualClock) -> None:
+    azure = azure_with_clock
+    app = azure.world.add_service_principal("mic")
+    vm = azure.world.add_vm("vm-0")
+    token = azure.issue_token(app, "https://management.azure.com/")
+    clock.advance(3600 + 120)
+    with azure.patched_environ():
+        response = httpx.get(
+            f"https://management.azure.com{vm.resource_id}",
+            params=API,
+            headers={"Authorization": f"Bearer {token.access_token}"},
+        )
+    status, code, message = _error(response)
+    assert (status, code) == (401, "ExpiredAuthenticationToken")
+    assert "is earlier than current UTC time" in message
+
+
+def test_missing_and_forged_tokens(azure: AzureEmulator) -> None:
+    from podidentity.testing._jwt import JwtSigner
+
+    vm = azure.world.add_vm("vm-0")
+    forged = JwtSigner().sign(
+        {
+            "aud": "https://management.azure.com/",
+            "iss": f"https://sts.windows.net/{azure.tenant_id}/",
+            "exp": 2**31,
+        }
+    )
+    with azure.patched_environ():
+        url = f"https://management.azure.com{vm.resource_id}"
+        missing = httpx.get(url, params=API)
+        bad = httpx.get(url, params=API, headers={"Authorization": f"Bearer {forged}"})
+    assert _error(missing)[:2] == (401, "AuthenticationFailed")
+    assert _error(bad)[:2] == (401, "InvalidAuthenticationToken")
+
+
+def test_api_version_is_required(azure: AzureEmulator, arm: httpx.Client) -> None:
+    vm = azure.world.add_vm("vm-0")
+    with azure.patched_environ():
+        response = httpx.get(
+            f"https://management.azure.com{vm.resource_id}",
+            headers={"Authorization": arm.headers["Authorization"]},
+        )
+    assert _error(response)[:2] == (400, "MissingApiVersionParameter")
+
+
+def test_not_found_errors(azure: AzureEmulator, arm: httpx.Client) -> None:
+    vm = azure.world.add_vm("vm-0")
+    missing_vm = vm.resource_id.replace("/vm-0", "/vm-9")
+    assert _error(arm.get(missing_vm))[:2] == (404, "ResourceNotFound")
+    missing_group = vm.resource_id.replace("podidentity-nodes", "nosuch")
+    assert _error(arm.get(missing_group))[:2] == (404, "ResourceGroupNotFound")
+    missing_sub = vm.resource_id.replace(vm.subscription_id, "00000000-0000-0000-0000-000000000000")
+    assert _error(arm.get(missing_sub))[:2] == (404, "SubscriptionNotFound")
+
+
+def test_unknown_identity_is_refused(azure: AzureEmulator, arm: httpx.Client) -> None:
+    vm = azure.world.add_vm("vm-0")
+    ghost = ManagedIdentity(
+        name="ghost",
+        subscription_id=vm.subscription_id,
+        resource_group="podidentity",
+        tenant_id=azure.tenant_id,
+    )
+    response = _patch(
+        arm, vm, {"type": "UserAssigned", "userAssignedIdentities": {ghost.resource_id: {}}}
+    )
+    status, code, message = _error(response)
+    assert (status, code) == (400, "FailedIdentityOperation")
+    assert ghost.resource_id in message
+
+
+def test_more_than_150_identities_in_one_request(azure: AzureEmulator, arm: httpx.Client) -> None:
+    vmss = azure.world.add_vmss("pool")
+    identities = [azure.world.add_managed_identity(f"id-{i}") for i in range(151)]
+    response = _patch(
+        arm,
+        vmss,
+        {"type": "UserAssigned", "userAssignedIdentities": {i.resource_id: {} for i in identities}},
+    )
+    status, code, message = _error(response)
+    assert (status, code) == (400, "FailedIdentityOperation")
+    assert (
+        "User Assigned Identities Number '151' Assign exceed limit '150' in one request." in message
+    )
+    assert azure.world.vmss("pool").user_assigned == {}
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("LinkedAuthorizationFailed", 403), ("FailedIdentityOperation", 400)]
+)
+def test_injected_identity_errors(
+    azure: AzureEmulator, arm: httpx.Client, code: str, status: int
+) -> None:
+    good = azure.world.add_managed_identity("good")
+    bad = azure.world.add_managed_identity("bad")
+    vmss = azure.world.add_vmss("pool")
+    azure.arm.service.fail_identity(bad, code)
+    both = {
+        "type": "UserAssigned",
+        "userAssignedIdentities": {good.resource_id: {}, bad.resource_id: {}},
+    }
+    got_status, got_code, message = _error(_patch(arm, vmss, both))
+    assert (got_status, got_code) == (status, code)
+    assert bad.resource_id in message
+    assert good.resource_id not in message
+    # Dropping the named identity and retrying works, as upstream MIC does.
+    retry = _patch(
+        arm, vmss, {"type": "UserAssigned", "userAssignedIdentities": {good.resource_id: {}}}
+    )
+    assert retry.status_code == 200
+
+
+def test_denied_principal(azure: AzureEmulator, arm: httpx.Client) -> None:
+    vm = azure.world.add_vm("vm-0")
+    # The fixture's client authenticates as a service principal; find it from its token.
+    oid = azure.verify_access_token(
+        arm.headers["Authorization"].split()[1], "https://management.azure.com/"
+    )["oid"]
+    azure.arm.service.deny(oid)
+    assert _error(arm.get(vm.resource_id))[:2] == (403, "AuthorizationFailed")
+
+
+def test_throttling_with_retry_after_and_ratelimit_headers(
+    azure: AzureEmulator, arm: httpx.Client
+) -> None:
+    vm = azure.world.add_vm("vm-0")
+    ok = arm.get(vm.resource_id)
+    reads_left = int(ok.headers["x-ms-ratelimit-remaining-subscription-reads"])
+    azure.arm.faults.fail_next(1, status=429, retry_after=17, method="PATCH")
+    throttled = _patch(arm, vm, {"type": "None"})
+    assert throttled.status_code == 429
+    assert throttled.headers["retry-after"] == "17"
+    assert throttled.headers["x-ms-ratelimit-remaining-subscription-writes"] == "0"
+    assert throttled.json()["error"]["code"] == "TooManyRequests"
+    again = arm.get(vm.resource_id)
+    assert int(again.headers["x-ms-ratelimit-remaining-subscription-reads"]) == reads_left - 1
+    assert again.headers["x-ms-request-id"]
+
+
+def test_server_error_and_connection_reset(azure: AzureEmulator, arm: httpx.Client) -> None:
+    vm = azure.world.add_vm("vm-0")
+    azure.arm.faults.fail_next(1, status=500)
+    assert _error(arm.get(vm.resource_id))[:2] == (500, "InternalServerError")
+    azure.arm.faults.reset_next(1)
+    with pytest.raises(httpx.HTTPError):
+        arm.get(vm.resource_id)
+    assert arm.get(vm.resource_id).status_code == 200
+
+
+def test_a_specific_error_code_can_be_injected(azure: AzureEmulator, arm: httpx.Client) -> None:
+    vm = azure.world.add_vm("vm-0")
+    azure.arm.faults.fail_next(
+        1,
+        status=409,
+        method="PATCH",
+        body=arm_error_json(
+            "OperationNotAllowed",
+            "Operation 'write' is not allowed on VM 'vm-0' since it is being deallocated.",
+        ),
+    )
+    assert _error(_patch(arm, vm, {"type": "None"}))[:2] == (409, "OperationNotAllowed")
+
+
+def test_identity_resource(azure: AzureEmulator, arm: httpx.Client) -> None:
+    identity = azure.world.add_managed_identity("app")
+    body = arm.get(identity.resource_id).json()
+    assert body["properties"] == {
+        "tenantId": azure.tenant_id,
+        "principalId": identity.principal_id,
+        "clientId": identity.client_id,
+    }

@@ -1,0 +1,241 @@
+"""IMDS per node: ManagedIdentityCredential (sync and aio) against the node it runs on."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import CredentialUnavailableError, ManagedIdentityCredential
+from azure.identity.aio import ManagedIdentityCredential as AsyncManagedIdentityCredential
+
+from podidentity.testing._jwt import unverified_claims
+from podidentity.testing.azure import AzureEmulator, ManualClock
+
+VAULT = "https://vault.azure.net"
+TOKEN_PATH = "/metadata/identity/oauth2/token"
+
+
+def test_token_for_the_single_user_assigned_identity(azure: AzureEmulator) -> None:
+    identity = azure.world.add_managed_identity("app-id")
+    vm = azure.world.add_vm("node-0", identities=[identity])
+    with azure.patched_environ(vm=vm):
+        token = ManagedIdentityCredential().get_token(VAULT + "/.default")
+    claims = azure.verify_access_token(token.token, VAULT)
+    assert claims["oid"] == identity.principal_id
+    assert claims["appid"] == identity.client_id
+    assert claims["xms_mirid"] == identity.resource_id
+    (record,) = azure.imds(vm=vm).log.records
+    assert record.path == TOKEN_PATH
+    assert parse_qs(record.query)["resource"] == [VAULT]
+
+
+@pytest.mark.parametrize("select", ["client_id", "resource_id", "object_id"])
+def test_selecting_one_of_several_identities_sync(azure: AzureEmulator, select: str) -> None:
+    first = azure.world.add_managed_identity("first")
+    second = azure.world.add_managed_identity("second")
+    vm = azure.world.add_vm("node-0", identities=[first, second])
+    value = {
+        "client_id": second.client_id,
+        "resource_id": second.resource_id,
+        "object_id": second.principal_id,
+    }[select]
+    kwargs = {"client_id": value} if select == "client_id" else {"identity_config": {select: value}}
+    with azure.patched_environ(vm=vm):
+        token = ManagedIdentityCredential(**kwargs).get_token(VAULT)  # type: ignore[arg-type]
+    assert unverified_claims(token.token)["oid"] == second.principal_id
+    sent = azure.imds(vm=vm).log.records[-1].query
+    # MSAL (sync) spells the resource ID parameter msi_res_id.
+    expected = {"client_id": "client_id=", "resource_id": "msi_res_id=", "object_id": "object_id="}
+    assert expected[select] in sent
+
+
+@pytest.mark.parametrize("select", ["client_id", "resource_id"])
+async def test_selecting_one_of_several_identities_aio(azure: AzureEmulator, select: str) -> None:
+    first = azure.world.add_managed_identity("first")
+    second = azure.world.add_managed_identity("second")
+    vmss = azure.world.add_vmss("pool", capacity=2, identities=[first, second])
+    kwargs = (
+        {"client_id": second.client_id}
+        if select == "client_id"
+        else {"identity_config": {"resource_id": second.resource_id}}
+    )
+    with azure.patched_environ(vmss=vmss, instance=1):
+        async with AsyncManagedIdentityCredential(**kwargs) as credential:  # type: ignore[arg-type]
+            token = await credential.get_token(VAULT)
+    assert unverified_claims(token.token)["oid"] == second.principal_id
+    sent = azure.imds(vmss=vmss, instance=1).log.records[-1].query
+    # azure-identity's aio client sends resource_id as it is given.
+    assert ("client_id=" if select == "client_id" else "resource_id=") in sent
+
+
+def test_system_assigned_identity_is_the_default(azure: AzureEmulator) -> None:
+    identity = azure.world.add_managed_identity("app-id")
+    vm = azure.world.add_vm("node-0", system_assigned=True, identities=[identity])
+    assert vm.system_identity is not None
+    with azure.patched_environ(vm=vm):
+        token = ManagedIdentityCredential().get_token(VAULT)
+    assert unverified_claims(token.token)["oid"] == vm.system_identity.principal_id
+
+
+def _get(url: str, **params: str) -> httpx.Response:
+    return httpx.get(
+        url + TOKEN_PATH,
+        params={"api-version": "2018-02-01", **params},
+        headers={"Metadata": "true"},
+    )
+
+
+def test_wire_shape_of_a_token(azure: AzureEmulator) -> None:
+    identity = azure.world.add_managed_identity("app-id")
+    vm = azure.world.add_vm("node-0", identities=[identity])
+    body = _get(azure.imds_url(vm=vm), resource=VAULT, client_id=identity.client_id).json()
+    assert set(body) == {
+        "access_token",
+        "refresh_token",
+        "expires_in",
+        "expires_on",
+        "ext_expires_in",
+        "not_before",
+        "resource",
+        "token_type",
+        "client_id",
+    }
+    assert all(isinstance(v, str) for v in body.values())
+    assert body["refresh_token"] == ""
+    assert body["token_type"] == "Bearer"
+    assert body["resource"] == VAULT
+    assert int(body["expires_on"]) - int(body["not_before"]) == int(body["expires_in"])
+
+
+def test_missing_metadata_header(azure: AzureEmulator) -> None:
+    vm = azure.world.add_vm("node-0")
+    response = httpx.get(
+        azure.imds_url(vm=vm) + TOKEN_PATH, params={"api-version": "2018-02-01", "resource": VAULT}
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_request",
+        "error_description": "Required metadata header not specified",
+    }
+
+
+def test_unassigned_identity_is_not_found(azure: AzureEmulator) -> None:
+    mine = azure.world.add_managed_identity("mine")
+    other = azure.world.add_managed_identity("other")
+    vm = azure.world.add_vm("node-0", identities=[mine])
+    azure.world.add_vm("node-1", identities=[other])
+    response = _get(azure.imds_url(vm=vm), resource=VAULT, client_id=other.client_id)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_request",
+        "error_description": "Identity not found",
+    }
+    with (
+        azure.patched_environ(vm=vm),
+        pytest.raises(CredentialUnavailableError, match="Identity not found"),
+    ):
+        ManagedIdentityCredential(client_id=other.client_id, retry_total=0).get_token(VAULT)
+
+
+async def test_unassigned_identity_aio(azure: AzureEmulator) -> None:
+    other = azure.world.add_managed_identity("other")
+    vm = azure.world.add_vm("node-0")
+    with azure.patched_environ(vm=vm), pytest.raises(CredentialUnavailableError):
+        async with AsyncManagedIdentityCredential(
+            client_id=other.client_id, retry_total=0
+        ) as credential:
+            await credential.get_token(VAULT)
+
+
+def test_ambiguous_and_absent_identities(azure: AzureEmulator) -> None:
+    first = azure.world.add_managed_identity("first")
+    second = azure.world.add_managed_identity("second")
+    several = azure.world.add_vm("several", identities=[first, second])
+    none = azure.world.add_vm("none")
+    ambiguous = _get(azure.imds_url(vm=several), resource=VAULT)
+    assert ambiguous.status_code == 400
+    assert "Multiple user assigned identities exist" in ambiguous.json()["error_description"]
+    absent = _get(azure.imds_url(vm=none), resource=VAULT)
+    assert absent.json()["error_description"] == "Identity not found"
+
+
+def test_unknown_resource_and_missing_parameters(azure: AzureEmulator) -> None:
+    identity = azure.world.add_managed_identity("app-id")
+    vm = azure.world.add_vm("node-0", identities=[identity])
+    url = azure.imds_url(vm=vm)
+    unknown = _get(url, resource="https://nosuch.example.com")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"] == "invalid_resource"
+    assert _get(url).json()["error_description"] == "Required query variable 'resource' is missing"
+    two = _get(url, resource=VAULT, client_id=identity.client_id, msi_res_id=identity.resource_id)
+    assert two.status_code == 400
+
+
+def test_identity_not_yet_assigned_window(
+    azure_with_clock: AzureEmulator, clock: ManualClock
+) -> None:
+    azure = azure_with_clock
+    azure.imds_service.identity_delay = 30
+    identity = azure.world.add_managed_identity("late")
+    vmss = azure.world.add_vmss("pool")
+    azure.world.assign_identities(vmss, [identity])
+    url = azure.imds_url(vmss=vmss, instance=2)
+    assert _get(url, resource=VAULT, client_id=identity.client_id).status_code == 400
+    clock.advance(29)
+    assert _get(url, resource=VAULT, client_id=identity.client_id).status_code == 400
+    clock.advance(1)
+    assert _get(url, resource=VAULT, client_id=identity.client_id).status_code == 200
+
+
+def test_nodes_have_their_own_endpoints(azure: AzureEmulator) -> None:
+    vmss = azure.world.add_vmss("pool", capacity=2)
+    vm = azure.world.add_vm("single")
+    urls = {
+        azure.imds_url(vmss=vmss, instance=0),
+        azure.imds_url(vmss=vmss, instance=1),
+        azure.imds_url(vm=vm),
+    }
+    assert len(urls) == 3
+    assert azure.imds_url(vm="single") == azure.imds_url(vm=vm)
+    with pytest.raises(ValueError, match="no instance 2"):
+        azure.imds(vmss=vmss, instance=2)
+
+
+def test_instance_metadata(azure: AzureEmulator) -> None:
+    vmss = azure.world.add_vmss("aks-nodepool1-vmss", capacity=3)
+    response = httpx.get(
+        azure.imds_url(vmss=vmss, instance=2) + "/metadata/instance",
+        params={"api-version": "2021-02-01"},
+        headers={"Metadata": "true"},
+    )
+    compute = response.json()["compute"]
+    assert compute["name"] == "aks-nodepool1-vmss_2"
+    assert compute["vmScaleSetName"] == "aks-nodepool1-vmss"
+    assert compute["subscriptionId"] == vmss.subscription_id
+    assert compute["resourceGroupName"] == vmss.resource_group
+    assert compute["osProfile"]["computerName"] == "aks-nodepool1-vmss000002"
+    assert response.json()["network"]["interface"][0]["ipv4"]["ipAddress"]
+    missing_version = httpx.get(
+        azure.imds_url(vmss=vmss) + "/metadata/instance", headers={"Metadata": "true"}
+    )
+    assert missing_version.status_code == 400
+
+
+def test_injected_imds_outage_is_retried_by_the_sdk(azure: AzureEmulator) -> None:
+    identity = azure.world.add_managed_identity("app-id")
+    vm = azure.world.add_vm("node-0", identities=[identity])
+    endpoint = azure.imds(vm=vm)
+    endpoint.faults.fail_next(1, status=500)
+    with azure.patched_environ(vm=vm):
+        token = ManagedIdentityCredential(retry_backoff_factor=0).get_token(VAULT)
+    assert token.token
+    assert [r.status for r in endpoint.log.records] == [500, 200]
+
+
+def test_injected_imds_error_without_retries(azure: AzureEmulator) -> None:
+    vm = azure.world.add_vm("node-0", identities=[azure.world.add_managed_identity("x")])
+    azure.imds(vm=vm).faults.fail_next(1, status=503, message="IMDS is restarting")
+    with azure.patched_environ(vm=vm), pytest.raises(ClientAuthenticationError):
+        ManagedIdentityCredential(retry_total=0).get_token(VAULT)
