@@ -1,0 +1,434 @@
+"""The control plane and kubelets around the emulated API server: a cluster that runs pods.
+
+:func:`install` plugs a :class:`Cluster` into a :class:`~podidentity.testing.kube.KubeEmulator`
+(it becomes ``emulator.cluster``). From then on the emulator behaves like a small AKS cluster:
+
+* **Nodes.** :meth:`Cluster.add_node` registers a node backed by an Azure VM or scale-set
+  instance (``spec.providerID``), with an InternalIP in 127.20.0.0/16 and AKS labels; a node
+  created through the API without a status is given one by its "kubelet" (Ready, an address).
+* **Scheduler and kubelet.** A new pod is bound to the Ready, schedulable node with the fewest
+  pods that matches its ``nodeSelector`` (or to ``spec.nodeName`` if set) and starts at once:
+  ``Running``, Ready, with a unique ``podIP`` in 127.10.0.0/16 and ``hostIP`` = the node's
+  address (``hostNetwork`` pods share the node's address). With no fitting node the pod stays
+  ``Pending`` (``PodScheduled=False``, ``Unschedulable``) and is started as soon as one
+  appears. Because Linux routes all of 127.0.0.0/8 to loopback, a test that binds a socket to
+  a pod's IP *is* that pod to a token proxy that maps source addresses to pods.
+* **Service accounts.** Every namespace gets a ``default`` service account (the
+  ServiceAccount controller); pods run as ``default`` unless they say otherwise, and a pod
+  naming a missing service account is refused with the ServiceAccount admission plug-in's 403.
+* **Deletion.** Pods go at once (grace periods are not waited for) and their IPs are freed;
+  pods on a deleted node are removed, as the pod garbage collector does.
+
+Decisions live in the pure modules :mod:`._scheduling`, :mod:`._nodes` and :mod:`._addresses`;
+this module only reads and writes the API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._addresses import NODE_NETWORK, POD_NETWORK, AddressPool
+from ._apiserver import AdmissionRequest, APIServer, now_rfc3339
+from ._errors import APIError
+from ._nodes import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_REGION,
+    DEFAULT_RESOURCE_GROUP,
+    DEFAULT_SUBSCRIPTION_ID,
+    AzureScaleSetInstance,
+    AzureVM,
+    node_manifest,
+    ready_condition,
+)
+from ._resources import ResourceType
+from ._scheduling import (
+    choose_node,
+    node_internal_ip,
+    pending_status,
+    running_status,
+    unschedulable_message,
+)
+
+if TYPE_CHECKING:
+    from ._emulator import KubeEmulator
+
+__all__ = ["Cluster", "install"]
+
+_log = logging.getLogger(__name__)
+
+# How long a pod address handed out during admission may stay unclaimed before it is taken
+# back: admission runs before validation, so a create that fails afterwards would leak it.
+_CLAIM_CHECK_DELAY = 2.0
+
+
+def _pod_key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+class Cluster:
+    """Scheduler, kubelets and the service-account controller of an emulated cluster.
+
+    Reach it as ``emulator.cluster``; :meth:`add_node` and :meth:`set_node_ready` may be called
+    from any thread except the emulator's own loop (use the ``*_async`` forms there).
+    """
+
+    def __init__(self, emulator: KubeEmulator) -> None:
+        self._emulator = emulator
+        self._api: APIServer = emulator.apiserver
+        self.pod_addresses = AddressPool(POD_NETWORK)
+        self.node_addresses = AddressPool(NODE_NETWORK)
+        self._pods = self._api.resource("pods")
+        self._nodes = self._api.resource("nodes")
+        self._namespaces = self._api.resource("namespaces")
+        self._service_accounts = self._api.resource("serviceaccounts")
+
+    def __repr__(self) -> str:
+        return f"Cluster(pods={len(self.pod_addresses)}, nodes={len(self.node_addresses)})"
+
+    # ------------------------------------------------------------------ wiring
+
+    async def _install(self) -> None:
+        self._api.add_admission("pods", self._admit_pod)
+        self._api.add_admission("nodes", self._admit_node)
+        self._api.add_observer(self._observe)
+        for namespace in self._stored(self._namespaces):
+            await self._ensure_default_service_account(namespace["metadata"]["name"])
+
+    def _stored(self, resource: ResourceType) -> list[dict[str, Any]]:
+        # Committed objects are never mutated by the store; callers only read them.
+        return [s.obj for s in self._api.store.of(resource).objects.values()]
+
+    def _get(self, resource: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:
+        stored = self._api.store.of(resource).objects.get((namespace, name))
+        return None if stored is None else stored.obj
+
+    # ------------------------------------------------------------------ nodes (public)
+
+    def add_node(
+        self,
+        name: str,
+        *,
+        vm: str | None = None,
+        vmss: tuple[str, int | str] | None = None,
+        subscription_id: str = DEFAULT_SUBSCRIPTION_ID,
+        resource_group: str = DEFAULT_RESOURCE_GROUP,
+        ready: bool = True,
+        region: str = DEFAULT_REGION,
+        instance_type: str = DEFAULT_INSTANCE_TYPE,
+        labels: Mapping[str, str] | None = None,
+        unschedulable: bool = False,
+        address: str | None = None,
+    ) -> dict[str, Any]:
+        """Register a node, as the kubelet and the Azure cloud provider would.
+
+        Args:
+            name: the node name.
+            vm: back it with a plain VM of this name (``virtualMachines/<vm>``).
+            vmss: back it with scale-set instance ``(scale_set, instance_id)``. With neither
+                ``vm`` nor ``vmss`` the node gets a VM named after itself.
+            subscription_id: the Azure subscription in the ``providerID``.
+            resource_group: the (node) resource group in the ``providerID``.
+            ready: the kubelet's ``Ready`` condition; pods are only scheduled on Ready nodes.
+            region: ``topology.kubernetes.io/region``.
+            instance_type: ``node.kubernetes.io/instance-type``.
+            labels: extra labels (override the defaults).
+            unschedulable: a cordoned node.
+            address: a specific InternalIP in 127.20.0.0/16 (default: the next free one).
+
+        Returns:
+            The stored node.
+        """
+        return self._emulator.call(
+            self.add_node_async(
+                name,
+                vm=vm,
+                vmss=vmss,
+                subscription_id=subscription_id,
+                resource_group=resource_group,
+                ready=ready,
+                region=region,
+                instance_type=instance_type,
+                labels=labels,
+                unschedulable=unschedulable,
+                address=address,
+            )
+        )
+
+    async def add_node_async(
+        self,
+        name: str,
+        *,
+        vm: str | None = None,
+        vmss: tuple[str, int | str] | None = None,
+        subscription_id: str = DEFAULT_SUBSCRIPTION_ID,
+        resource_group: str = DEFAULT_RESOURCE_GROUP,
+        ready: bool = True,
+        region: str = DEFAULT_REGION,
+        instance_type: str = DEFAULT_INSTANCE_TYPE,
+        labels: Mapping[str, str] | None = None,
+        unschedulable: bool = False,
+        address: str | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`add_node` for code already running on the emulator's loop."""
+        if vm is not None and vmss is not None:
+            raise ValueError("a node is backed by a VM or a scale-set instance, not both")
+        machine: AzureVM | AzureScaleSetInstance
+        if vmss is not None:
+            machine = AzureScaleSetInstance(
+                vmss[0],
+                str(vmss[1]),
+                subscription_id=subscription_id,
+                resource_group=resource_group,
+            )
+        else:
+            machine = AzureVM(
+                vm or name, subscription_id=subscription_id, resource_group=resource_group
+            )
+        if self._get(self._nodes, "", name) is not None:
+            raise APIError.already_exists("", "nodes", name)
+        ip = (
+            self.node_addresses.reserve(name, address)
+            if address
+            else self.node_addresses.allocate(name)
+        )
+        manifest = node_manifest(
+            name,
+            address=ip,
+            machine=machine,
+            ready=ready,
+            now=now_rfc3339(),
+            region=region,
+            instance_type=instance_type,
+            labels=dict(labels or {}),
+            unschedulable=unschedulable,
+        )
+        try:
+            return await self._api.create(self._nodes, manifest, keep_status=True)
+        except Exception:
+            self.node_addresses.release(name)
+            raise
+
+    def set_node_ready(self, name: str, ready: bool) -> dict[str, Any]:
+        """Flip a node's ``Ready`` condition (pending pods start when a node becomes Ready)."""
+        return self._emulator.call(self.set_node_ready_async(name, ready))
+
+    async def set_node_ready_async(self, name: str, ready: bool) -> dict[str, Any]:
+        """:meth:`set_node_ready` for code already running on the emulator's loop."""
+        node = await self._api.get(self._nodes, name)
+        status = node.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"]
+        conditions.append(ready_condition(ready, now=now_rfc3339()))
+        status["conditions"] = conditions
+        return await self._api.update(self._nodes, node, subresource="status")
+
+    # ------------------------------------------------------------------ admission
+
+    async def _admit_node(self, request: AdmissionRequest) -> None:
+        # A node registered through the API without a status gets what its kubelet would post:
+        # an InternalIP and a Ready condition.
+        if request.operation != "CREATE" or request.object is None or request.dry_run:
+            return
+        status = request.object.setdefault("status", {})
+        if node_internal_ip(request.object) is None:
+            ip = self.node_addresses.allocate(request.name)
+            status.setdefault("addresses", []).insert(0, {"type": "InternalIP", "address": ip})
+        if not status.get("conditions"):
+            status["conditions"] = [ready_condition(True, now=now_rfc3339())]
+
+    async def _admit_pod(self, request: AdmissionRequest) -> None:
+        if request.operation != "CREATE" or request.object is None:
+            return
+        namespace = request.namespace or ""
+        pod = request.object
+        await self._check_service_account(pod, namespace, request.name)
+        if request.dry_run or self._keep_given_status(pod, namespace, request.name):
+            return
+        self._schedule_into(pod, namespace, request.name)
+
+    def _keep_given_status(self, pod: dict[str, Any], namespace: str, name: str) -> bool:
+        """Respect a status set up by a test (``KubeEmulator.create`` keeps it).
+
+        A pod that arrives already started (a ``podIP`` or a phase past ``Pending``) is left as
+        it is; its address, if it is one of ours, is held so no other pod gets it.
+        """
+        status = pod.get("status") or {}
+        if not status.get("podIP") and status.get("phase", "Pending") == "Pending":
+            return False
+        address = status.get("podIP")
+        if address and not (pod.get("spec") or {}).get("hostNetwork"):
+            # Outside the pool, or deliberately shared with another pod: the test's choice.
+            with contextlib.suppress(ValueError):
+                self.pod_addresses.reserve(_pod_key(namespace, name), str(address))
+        return True
+
+    async def _check_service_account(self, pod: dict[str, Any], namespace: str, name: str) -> None:
+        spec = pod.setdefault("spec", {})
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        spec["serviceAccountName"] = account
+        spec.setdefault("serviceAccount", account)
+        ns = self._get(self._namespaces, "", namespace)
+        if ns is None or ns["metadata"].get("deletionTimestamp"):
+            return  # the namespace check that follows admission reports this
+        if self._get(self._service_accounts, namespace, account) is not None:
+            return
+        if account == "default":
+            # The ServiceAccount controller would have created it moments after the namespace;
+            # create it now rather than make tests race the controller.
+            await self._ensure_default_service_account(namespace)
+            return
+        raise APIError(
+            403,
+            "Forbidden",
+            f'pods "{name}" is forbidden: error looking up service account '
+            f'{namespace}/{account}: serviceaccount "{account}" not found',
+            {"name": name, "kind": "pods"},
+        )
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _pods_per_node(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for pod in self._stored(self._pods):
+            node = pod.get("spec", {}).get("nodeName")
+            if node:
+                counts[node] = counts.get(node, 0) + 1
+        return counts
+
+    def _schedule_into(self, pod: dict[str, Any], namespace: str, name: str) -> bool:
+        """Bind and start ``pod`` in place if a node is available; returns whether it runs."""
+        spec = pod.setdefault("spec", {})
+        nodes = self._stored(self._nodes)
+        bound = spec.get("nodeName")
+        node: Mapping[str, Any] | None
+        if bound:
+            node = self._get(self._nodes, "", bound)
+            if node is None:
+                # Bound to a node that does not exist (yet): no kubelet runs it.
+                pod["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+                return False
+        else:
+            node = choose_node(pod, nodes, self._pods_per_node())
+            if node is None:
+                pod["status"] = pending_status(unschedulable_message(pod, nodes), now=now_rfc3339())
+                return False
+            spec["nodeName"] = node["metadata"]["name"]
+        host_ip = node_internal_ip(node) or ""
+        if spec.get("hostNetwork"):
+            pod_ip = host_ip
+        else:
+            pod_ip = self.pod_addresses.allocate(_pod_key(namespace, name))
+            asyncio.get_running_loop().call_later(
+                _CLAIM_CHECK_DELAY, self._reclaim_if_unused, namespace, name, pod_ip
+            )
+        pod["status"] = running_status(pod, pod_ip=pod_ip, host_ip=host_ip, now=now_rfc3339())
+        return True
+
+    def _reclaim_if_unused(self, namespace: str, name: str, address: str) -> None:
+        owner = _pod_key(namespace, name)
+        if self.pod_addresses.address_of(owner) != address:
+            return
+        pod = self._get(self._pods, namespace, name)
+        if pod is None or pod.get("status", {}).get("podIP") != address:
+            self.pod_addresses.release(owner)
+
+    async def _start_waiting_pods(self) -> None:
+        """Bind and start every pod that waits for a node (after a node change)."""
+        for pod in self._stored(self._pods):
+            status = pod.get("status") or {}
+            meta = pod["metadata"]
+            if status.get("phase") != "Pending" or meta.get("deletionTimestamp"):
+                continue
+            updated = {k: v for k, v in pod.items() if k != "status"}
+            updated["spec"] = dict(pod.get("spec") or {})
+            if not self._schedule_into(updated, meta["namespace"], meta["name"]):
+                continue
+            try:
+                if updated["spec"].get("nodeName") != (pod.get("spec") or {}).get("nodeName"):
+                    await self._api.patch(
+                        self._pods,
+                        meta["name"],
+                        {"spec": {"nodeName": updated["spec"]["nodeName"]}},
+                        namespace=meta["namespace"],
+                    )
+                await self._api.patch(
+                    self._pods,
+                    meta["name"],
+                    {"status": updated["status"]},
+                    namespace=meta["namespace"],
+                    subresource="status",
+                )
+            except APIError as err:
+                # Deleted or changed meanwhile; its own events will bring it back here.
+                _log.debug("could not start pod %s/%s: %s", meta["namespace"], meta["name"], err)
+
+    # ------------------------------------------------------------------ observers
+
+    async def _observe(self, event: str, resource: ResourceType, obj: dict[str, Any]) -> None:
+        key = (resource.group, resource.plural)
+        if key == ("", "pods") and event == "DELETED":
+            self._pod_gone(obj)
+        elif key == ("", "nodes"):
+            if event == "DELETED":
+                await self._node_gone(obj["metadata"]["name"])
+            else:
+                # Pods bound to this node by name start even if it is not Ready (the kubelet
+                # binding); unbound pending pods are scheduled only onto Ready nodes.
+                await self._start_waiting_pods()
+        elif key == ("", "namespaces") and event == "ADDED":
+            await self._ensure_default_service_account(obj["metadata"]["name"])
+        elif (
+            key == ("", "serviceaccounts")
+            and event == "DELETED"
+            and obj["metadata"]["name"] == "default"
+        ):
+            # The ServiceAccount controller puts a deleted default account back.
+            await self._ensure_default_service_account(obj["metadata"]["namespace"])
+
+    def _pod_gone(self, pod: Mapping[str, Any]) -> None:
+        meta = pod["metadata"]
+        owner = _pod_key(meta["namespace"], meta["name"])
+        address = self.pod_addresses.address_of(owner)
+        if address is None:
+            return
+        # A pod of the same name may already have been created again with this address.
+        current = self._get(self._pods, meta["namespace"], meta["name"])
+        if current is None or current.get("status", {}).get("podIP") != address:
+            self.pod_addresses.release(owner)
+
+    async def _node_gone(self, name: str) -> None:
+        if self._get(self._nodes, "", name) is None:
+            self.node_addresses.release(name)
+        for pod in self._stored(self._pods):
+            if pod.get("spec", {}).get("nodeName") == name:
+                meta = pod["metadata"]
+                try:
+                    await self._api.delete(self._pods, meta["name"], namespace=meta["namespace"])
+                except APIError as err:
+                    _log.debug("pod GC of %s/%s: %s", meta["namespace"], meta["name"], err)
+
+    async def _ensure_default_service_account(self, namespace: str) -> None:
+        ns = self._get(self._namespaces, "", namespace)
+        if ns is None or ns["metadata"].get("deletionTimestamp"):
+            return
+        if self._get(self._service_accounts, namespace, "default") is not None:
+            return
+        try:
+            await self._api.create(
+                self._service_accounts,
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}},
+                namespace=namespace,
+            )
+        except APIError as err:
+            if err.code != 409:
+                raise
+
+
+async def install(emulator: KubeEmulator) -> Cluster:
+    """Start the cluster simulation for ``emulator`` (which exposes it as ``.cluster``)."""
+    cluster = Cluster(emulator)
+    await cluster._install()
+    return cluster

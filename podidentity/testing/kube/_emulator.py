@@ -1,0 +1,393 @@
+"""``KubeEmulator``: the API server on 127.0.0.1 over HTTP or HTTPS, with test helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import tempfile
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from podidentity.crds import load_crds
+from podidentity.testing._faults import Fault, FaultInjector, RequestLog, with_faults
+from podidentity.testing._pki import CertificateAuthority
+from podidentity.testing._server import RunningServer, ServerThread, TLSFiles
+
+from . import _cluster, _tokens
+from ._apiserver import APIServer
+from ._errors import APIError, status_body
+from ._kubeconfig import InClusterConfig, write_in_cluster, write_kubeconfig
+from ._rest import RestApp
+from ._store import encode
+
+__all__ = ["KubeEmulator"]
+
+_T = TypeVar("_T")
+_METHODS = {
+    "get": ("GET", True),
+    "list": ("GET", False),
+    "watch": ("GET", False),
+    "create": ("POST", False),
+    "update": ("PUT", True),
+    "patch": ("PATCH", True),
+    "delete": ("DELETE", True),
+    "deletecollection": ("DELETE", False),
+}
+
+
+def _error_body(status: int, message: str) -> tuple[bytes, str]:
+    return encode(status_body(APIError(status, message=message))), "application/json"
+
+
+class KubeEmulator:
+    """An in-memory Kubernetes API server for tests, served on 127.0.0.1.
+
+    Use it as a context manager, sync (``with KubeEmulator() as kube:``) or async
+    (``async with KubeEmulator() as kube:``); the server always runs in its own thread.
+
+    Args:
+        tls: serve HTTPS with a generated CA (``ca_bundle``); in-cluster config needs it.
+        auth: require a bearer token (default: on with ``tls``, off without). The admin
+            ``token`` always works; other tokens go to the authenticator plug-in.
+        history_size: events kept per resource for watch resumes (older: 410 Expired).
+        watch_queue_size: events a watcher may lag before its watch is closed with 410.
+        bookmark_interval: seconds between BOOKMARK events on watches that allow them.
+        install_crds: create podidentity's CRDs (``podidentity.crds``) on start.
+        plugins: run the cluster simulation (:attr:`cluster`: scheduler, kubelet,
+            service-account controller) and serve service-account tokens
+            (:attr:`service_accounts`: TokenRequest, TokenReview, OIDC discovery).
+    """
+
+    def __init__(
+        self,
+        *,
+        tls: bool = False,
+        auth: bool | None = None,
+        history_size: int = 10_000,
+        watch_queue_size: int = 50_000,
+        bookmark_interval: float = 5.0,
+        install_crds: bool = True,
+        plugins: bool = True,
+    ) -> None:
+        self.tls = tls
+        self.auth = tls if auth is None else auth
+        self.token = secrets.token_urlsafe(24)
+        self.apiserver = APIServer(history_size=history_size, watch_queue_size=watch_queue_size)
+        self.faults = FaultInjector()
+        self.requests = RequestLog()
+        self._install_crds = install_crds
+        self._plugins = plugins
+        self._bookmark_interval = bookmark_interval
+        self._thread = ServerThread("podidentity-kube")
+        self._server: RunningServer | None = None
+        self._workdir: Path | None = None
+        self._ca: CertificateAuthority | None = None
+        self.ca_bundle: Path | None = None
+        self.kubeconfig_path: Path | None = None
+        self.app: RestApp | None = None
+        self._cluster: _cluster.Cluster | None = None
+        self._service_accounts: _tokens.ServiceAccountTokens | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> KubeEmulator:
+        """Start serving (idempotent); returns ``self``."""
+        if self._server is not None:
+            return self
+        self._workdir = Path(tempfile.mkdtemp(prefix="podidentity-kube-"))
+        tls_files = None
+        if self.tls:
+            self._ca = CertificateAuthority("podidentity kube emulator CA")
+            issued = self._ca.issue_server(["127.0.0.1", "localhost", "kubernetes.default.svc"])
+            cert_file, key_file = issued.write(self._workdir, "apiserver")
+            tls_files = TLSFiles(cert_file=cert_file, key_file=key_file)
+            self.ca_bundle = self._workdir / "ca.crt"
+            self.ca_bundle.write_bytes(self._ca.cert_pem)
+        self.app = RestApp(
+            self.apiserver,
+            admin_token=self.token,
+            require_auth=self.auth,
+            bookmark_interval=self._bookmark_interval,
+        )
+        wrapped = with_faults(
+            self.app,
+            faults=self.faults,
+            log=self.requests,
+            error_body=_error_body,
+            controls={
+                "drop-watches": lambda _spec: self._on_loop_sync(self._drop_watches),
+                "expire-watch-window": lambda _spec: self._on_loop_sync(self._expire),
+                "bookmark": lambda _spec: self._on_loop_sync(self._bookmark),
+            },
+        )
+        self._thread.start()
+        self._server = self._thread.serve_asgi(wrapped, tls=tls_files)
+        self.app.address = f"127.0.0.1:{self._server.port}"
+        self.kubeconfig_path = write_kubeconfig(
+            self._workdir / "kubeconfig",
+            server=self.url,
+            token=self.token,
+            ca_path=self.ca_bundle,
+        )
+        if self._plugins:
+            self._install_plugins()
+        if self._install_crds:
+            self._create_podidentity_crds()
+        return self
+
+    def _install_plugins(self) -> None:
+        # Run once the server listens, so ``url`` is known (the OIDC issuer is derived from it).
+        async def install() -> None:
+            self._cluster = await _cluster.install(self)
+            self._service_accounts = _tokens.install(self)
+
+        self.call(install())
+
+    @property
+    def cluster(self) -> _cluster.Cluster:
+        """The scheduler and kubelet simulation: ``add_node``, ``set_node_ready``, addresses."""
+        if self._cluster is None:
+            raise RuntimeError(
+                "the cluster simulation is not running: start the emulator, and do not pass "
+                "plugins=False"
+            )
+        return self._cluster
+
+    @property
+    def service_accounts(self) -> _tokens.ServiceAccountTokens:
+        """Service-account tokens: ``issue_token``, the OIDC issuer and its JWKS."""
+        if self._service_accounts is None:
+            raise RuntimeError(
+                "service-account tokens are not served: start the emulator, and do not pass "
+                "plugins=False"
+            )
+        return self._service_accounts
+
+    def _create_podidentity_crds(self) -> None:
+        for crd in load_crds():
+            self.create(crd)
+
+    def stop(self) -> None:
+        """Stop serving and remove the generated files."""
+        if self._server is None:
+            return
+        self._thread.stop()
+        self._server = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> KubeEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> KubeEmulator:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # ------------------------------------------------------------------ addresses and files
+
+    @property
+    def url(self) -> str:
+        """``http(s)://127.0.0.1:PORT``."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not running; use it as a context manager")
+        return self._server.url
+
+    @property
+    def port(self) -> int:
+        """The listening port."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not running")
+        return self._server.port
+
+    @property
+    def workdir(self) -> Path:
+        """Directory holding the generated CA, kubeconfig and in-cluster files."""
+        if self._workdir is None:
+            raise RuntimeError("the emulator is not running")
+        return self._workdir
+
+    def in_cluster(
+        self, *, token: str | None = None, namespace: str = "default"
+    ) -> InClusterConfig:
+        """Files and environment for ``load_incluster_config`` (HTTPS mode only).
+
+        ``token`` defaults to the admin token (pass a service-account token to act as a pod).
+        """
+        if self._ca is None:
+            raise RuntimeError("in-cluster config needs KubeEmulator(tls=True)")
+        return write_in_cluster(
+            self.workdir / f"in-cluster-{secrets.token_hex(4)}",
+            host="127.0.0.1",
+            port=self.port,
+            token=token or self.token,
+            ca_pem=self._ca.cert_pem,
+            namespace=namespace,
+        )
+
+    # ------------------------------------------------------------------ running on the loop
+
+    def call(self, coro: Coroutine[Any, Any, _T], timeout: float | None = 30.0) -> _T:
+        """Run a coroutine on the serving loop and return its result (from any thread)."""
+        return self._thread.call(coro, timeout)
+
+    def _on_loop_sync(self, fn: Any) -> Any:
+        async def run() -> Any:
+            return fn()
+
+        return run()
+
+    # ------------------------------------------------------------------ object helpers
+
+    def create(self, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        """Create an object from a manifest dict (its ``status`` is kept, for test setup)."""
+        resource = self.apiserver.resource_for_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
+        return self.call(
+            self.apiserver.create(resource, obj, namespace=namespace, keep_status=True)
+        )
+
+    def apply_yaml(self, text: str, *, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Create every document of a YAML manifest; returns the created objects."""
+        return [self.create(doc, namespace=namespace) for doc in yaml.safe_load_all(text) if doc]
+
+    def get(self, resource: str, name: str, *, namespace: str | None = None) -> dict[str, Any]:
+        """An object by resource (``pods``, ``azureidentities``, ``leases.coordination.k8s.io``)."""
+        return self.call(self.apiserver.get(resource, name, namespace=namespace))
+
+    def list(
+        self,
+        resource: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> list[dict[str, Any]]:
+        """Objects of a resource, optionally in one namespace and selected."""
+        return self.call(
+            self.apiserver.list(
+                resource,
+                namespace=namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+            )
+        )
+
+    def update(self, obj: Mapping[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
+        """Replace an object (``status`` with ``subresource="status"``)."""
+        resource = self.apiserver.resource_for_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
+        return self.call(self.apiserver.update(resource, obj, subresource=subresource))
+
+    def patch(
+        self,
+        resource: str,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str | None = None,
+        patch_type: str = "merge",
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        """Patch an object (``patch_type``: ``merge``, ``json``, ``strategic``, ``apply``)."""
+        return self.call(
+            self.apiserver.patch(
+                resource,
+                name,
+                patch,
+                namespace=namespace,
+                patch_type=patch_type,
+                subresource=subresource,
+            )
+        )
+
+    def delete(self, resource: str, name: str, *, namespace: str | None = None) -> dict[str, Any]:
+        """Delete an object (it lingers with a ``deletionTimestamp`` if it has finalizers)."""
+        return self.call(self.apiserver.delete(resource, name, namespace=namespace))
+
+    def settle(self) -> None:
+        """Wait until plug-in observers have handled every change so far."""
+        self.call(self.apiserver.settle())
+
+    # ------------------------------------------------------------------ faults
+
+    def fail_next(
+        self,
+        resource: str,
+        verb: str | None = None,
+        *,
+        count: int = 1,
+        status: int = 500,
+        retry_after: float | None = None,
+        group: str | None = None,
+        message: str = "injected fault",
+    ) -> Fault:
+        """Fail the next ``count`` requests for ``resource`` (plural) and ``verb``.
+
+        ``list`` and ``watch`` share a path and method, so a ``list`` rule also matches a
+        watch request (and vice versa). ``group=None`` matches the resource in any group.
+        """
+        if group is None:
+            prefix = r"/(api/v1|apis/[^/]+/[^/]+)"
+        elif group == "":
+            prefix = r"/api/v1"
+        else:
+            prefix = rf"/apis/{group}/[^/]+"
+        scope = r"(/namespaces/[^/]+)?"
+        method = None
+        if verb is None:
+            path = rf"^{prefix}{scope}/{resource}(/|$)"
+        else:
+            method, named = _METHODS[verb]
+            tail = r"/[^/]+(/[^/]+)?$" if named else "$"
+            path = rf"^{prefix}{scope}/{resource}{tail}"
+        return self.faults.fail_next(
+            count,
+            status=status,
+            method=method,
+            path=path,
+            retry_after=retry_after,
+            message=message,
+        )
+
+    def _drop_watches(self) -> dict[str, Any]:
+        watchers = list(self.apiserver.store.watchers())
+        for watcher in watchers:
+            watcher.close()
+        return {"dropped": len(watchers)}
+
+    def _expire(self) -> dict[str, Any]:
+        self.apiserver.store.expire_all()
+        return {"resourceVersion": str(self.apiserver.store.rv)}
+
+    def _bookmark(self) -> dict[str, Any]:
+        watchers = list(self.apiserver.store.watchers())
+        for watcher in watchers:
+            watcher.bookmark_requested = True
+            watcher.wakeup.set()
+        return {"watchers": len(watchers)}
+
+    def drop_watches(self) -> int:
+        """End every open watch stream (clients see the stream close and re-watch)."""
+        return int(self.call(self._on_loop_sync(self._drop_watches))["dropped"])
+
+    def expire_watch_window(self) -> None:
+        """Forget the event history: resuming a watch from before now gets 410 Expired."""
+        self.call(self._on_loop_sync(self._expire))
+
+    def send_bookmarks(self) -> None:
+        """Send a BOOKMARK now on every watch that allows bookmarks."""
+        self.call(self._on_loop_sync(self._bookmark))
+
+    @property
+    def resource_version(self) -> str:
+        """The newest resourceVersion."""
+        return str(self.apiserver.store.rv)

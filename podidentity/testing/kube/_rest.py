@@ -1,0 +1,670 @@
+"""The HTTP face of the API server: a lean raw-ASGI app over :class:`APIServer`.
+
+Routing is by path segments, not a router framework, because every list, watch and write
+passes through here; responses reuse the store's cached JSON bytes. Watches stream chunked
+newline-delimited JSON until ``timeoutSeconds``, a client disconnect, ``drop_watches`` or an
+overflow of the watcher's queue (then a 410 ``Expired`` ERROR event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import yaml
+
+from . import _discovery, _openapi
+from ._apiserver import ADMIN_USER, APIRequest, APIServer, UserInfo
+from ._errors import APIError, status_body
+from ._resources import ResourceType
+from ._store import Event, Watcher, encode
+from ._table import table
+
+__all__ = ["RestApp"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_JSON = [(b"content-type", b"application/json")]
+_PATCH_TYPES = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+    "application/apply-patch+json": "apply",
+}
+_VERB_OF_METHOD = {
+    "GET": "get",
+    "POST": "create",
+    "PUT": "update",
+    "PATCH": "patch",
+    "DELETE": "delete",
+}
+_DEFAULT_WATCH_TIMEOUT = 1800.0
+_CHUNK_LIMIT = 1 << 20
+
+
+def _encode_continue(rv: int, key: tuple[str, str]) -> str:
+    token = json.dumps({"rv": rv, "start": list(key)}).encode()
+    return base64.urlsafe_b64encode(token).decode()
+
+
+def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(data["rv"]), (str(data["start"][0]), str(data["start"][1]))
+    except (ValueError, KeyError, IndexError, TypeError, binascii.Error) as err:
+        raise APIError.bad_request(f"invalid continue token: {err}") from err
+
+
+class _Request:
+    __slots__ = ("headers", "method", "path", "query", "receive", "user")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        self.headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+        }
+        self.receive = receive
+        self.user: UserInfo | None = None
+
+    async def body(self) -> bytes:
+        chunks = []
+        while True:
+            message = await self.receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def json(self, *, yaml_ok: bool = False) -> Any:
+        raw = await self.body()
+        if not raw:
+            return None
+        content_type = self.headers.get("content-type", "application/json").split(";")[0].strip()
+        if "protobuf" in content_type:
+            raise APIError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media "
+                "types include: application/json, application/yaml",
+            )
+        try:
+            if yaml_ok or content_type == "application/yaml":
+                return yaml.safe_load(raw)
+            return json.loads(raw)
+        except (ValueError, yaml.YAMLError) as err:
+            raise APIError.bad_request(
+                f"the body of the request could not be decoded: {err}"
+            ) from err
+
+    def wants_table(self) -> bool:
+        return "as=table" in self.headers.get("accept", "").lower().replace(" ", "")
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*(headers or _JSON), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RestApp:
+    """ASGI app serving an :class:`APIServer`.
+
+    Args:
+        apiserver: what to serve.
+        admin_token: the bearer token that is always accepted (as ``kubernetes-admin``).
+        require_auth: reject requests without a valid bearer token with 401.
+        bookmark_interval: seconds between BOOKMARK events on watches that allow them.
+    """
+
+    def __init__(
+        self,
+        apiserver: APIServer,
+        *,
+        admin_token: str,
+        require_auth: bool,
+        bookmark_interval: float = 5.0,
+    ) -> None:
+        self.apiserver = apiserver
+        self.admin_token = admin_token
+        self.require_auth = require_auth
+        self.bookmark_interval = bookmark_interval
+        self.address = "127.0.0.1:0"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = _Request(scope, receive)
+        try:
+            await self._dispatch(request, send)
+        except APIError as err:
+            await _respond(send, err.code, encode(status_body(err)))
+
+    async def _authenticate(self, request: _Request, anonymous: bool) -> None:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        user = await self.apiserver.authenticate(token, self.admin_token) if token else None
+        if user is None and self.require_auth and not anonymous:
+            raise APIError(401, "Unauthorized", "Unauthorized")
+        request.user = user if user is not None else (None if anonymous else ADMIN_USER)
+
+    async def _dispatch(self, request: _Request, send: Send) -> None:
+        route = self.apiserver.routes.get((request.method, request.path))
+        await self._authenticate(request, anonymous=route is not None and route[1])
+        if route is not None:
+            body = await request.json() if request.method in ("POST", "PUT", "PATCH") else None
+            plain = APIRequest(
+                request.method, request.path, request.query, request.headers, body, request.user
+            )
+            await self._send_result(send, await route[0](plain))
+            return
+        parts = [p for p in request.path.split("/") if p]
+        if not parts or parts[0] not in ("api", "apis"):
+            await self._misc(request, parts, send)
+            return
+        if parts[0] == "api":
+            if len(parts) == 1:
+                await self._json(send, 200, _discovery.api_versions(self.address))
+                return
+            group, version, rest = "", parts[1], parts[2:]
+        else:
+            if len(parts) == 1:
+                await self._json(send, 200, _discovery.api_group_list(self.apiserver.resources))
+                return
+            if len(parts) == 2:
+                versions = _discovery.group_versions(self.apiserver.resources, parts[1])
+                if not versions:
+                    raise APIError(
+                        404, "NotFound", "the server could not find the requested resource"
+                    )
+                await self._json(send, 200, _discovery.api_group(parts[1], versions))
+                return
+            group, version, rest = parts[1], parts[2], parts[3:]
+        if not rest:
+            extra = [
+                (p, s, _VERB_OF_METHOD.get(m, m.lower()))
+                for (g, p, s, m) in self.apiserver.subresource_handlers
+                if g == group
+            ]
+            doc = _discovery.api_resource_list(self.apiserver.resources, group, version, extra)
+            if doc is None:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            await self._json(send, 200, doc)
+            return
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            candidate = self.apiserver.find(group, version, rest[2])
+            if candidate is not None and candidate.namespaced:
+                namespace, rest = rest[1], rest[2:]
+        resource = self.apiserver.find(group, version, rest[0])
+        if resource is None or len(rest) > 3:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else None
+        subresource = rest[2] if len(rest) > 2 else None
+        await self._resource(request, send, resource, namespace, name, subresource)
+
+    async def _misc(self, request: _Request, parts: list[str], send: Send) -> None:
+        path = "/".join(parts)
+        if path == "version":
+            await self._json(send, 200, _discovery.version_info())
+        elif path == "openapi/v3":
+            await self._json(send, 200, _openapi.openapi_index(self.apiserver.resources))
+        elif path.startswith("openapi/v3/"):
+            doc = _openapi.openapi_group_version(
+                self.apiserver.resources, path[len("openapi/v3/") :]
+            )
+            if doc is None:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            await self._json(send, 200, doc)
+        elif path in ("healthz", "livez", "readyz"):
+            await _respond(send, 200, b"ok", [(b"content-type", b"text/plain")])
+        else:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+
+    async def _json(self, send: Send, status: int, payload: Any) -> None:
+        await _respond(send, status, encode(payload))
+
+    async def _send_result(self, send: Send, result: tuple[int, Any]) -> None:
+        status, body = result
+        await _respond(send, status, body if isinstance(body, bytes) else encode(body))
+
+    # ------------------------------------------------------------------ resources
+
+    async def _resource(
+        self,
+        request: _Request,
+        send: Send,
+        resource: ResourceType,
+        namespace: str | None,
+        name: str | None,
+        subresource: str | None,
+    ) -> None:
+        api = self.apiserver
+        method = request.method
+        user = request.user or ADMIN_USER
+        handler = api.subresource_handlers.get(
+            (resource.group, resource.plural, subresource or "", method)
+        )
+        if handler is not None and (subresource or resource.virtual):
+            body = await request.json() if method in ("POST", "PUT", "PATCH") else None
+            plain = APIRequest(
+                method,
+                request.path,
+                request.query,
+                request.headers,
+                body,
+                request.user,
+                namespace,
+                name,
+                resource,
+                subresource,
+            )
+            await self._send_result(send, await handler(plain))
+            return
+        if resource.virtual or (subresource and subresource not in resource.subresources):
+            raise APIError(
+                405 if resource.virtual else 404,
+                "MethodNotAllowed" if resource.virtual else "NotFound",
+                "the server does not allow this method on the requested resource"
+                if resource.virtual
+                else "the server could not find the requested resource",
+            )
+        dry_run = request.query.get("dryRun") == "All"
+        strict = request.query.get("fieldValidation") == "Strict"
+        if name is None:
+            if method == "GET":
+                if request.query.get("watch") in ("true", "1"):
+                    await self._watch(request, send, resource, namespace)
+                else:
+                    await self._list(request, send, resource, namespace)
+            elif method == "POST":
+                body = await request.json()
+                stored = await api.create_stored(
+                    resource, body, namespace=namespace, user=user, dry_run=dry_run, strict=strict
+                )
+                await _respond(send, 201, stored.raw)
+            elif method == "DELETE":
+                await self._delete_collection(request, send, resource, namespace, user, dry_run)
+            else:
+                raise APIError(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                )
+            return
+        if method == "GET":
+            stored = api.get_stored(resource, name, namespace)
+            if request.wants_table():
+                await self._json(
+                    send,
+                    200,
+                    table(
+                        resource,
+                        [stored.obj],
+                        resource_version=str(stored.rv),
+                        include_object=request.query.get("includeObject", "Metadata"),
+                    ),
+                )
+            else:
+                await _respond(send, 200, stored.raw)
+        elif method == "PUT":
+            body = await request.json()
+            stored = await api.update_stored(
+                resource,
+                name,
+                namespace,
+                body,
+                subresource=subresource,
+                user=user,
+                dry_run=dry_run,
+                strict=strict,
+            )
+            await _respond(send, 200, stored.raw)
+        elif method == "PATCH":
+            content_type = request.headers.get("content-type", "").split(";")[0].strip()
+            patch_type = _PATCH_TYPES.get(content_type)
+            if patch_type is None:
+                raise APIError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - accepted "
+                    f"media types include: {', '.join(_PATCH_TYPES)}",
+                )
+            body = await request.json(yaml_ok=patch_type == "apply")
+            existed = api._key(resource, namespace, name) in api.store.of(resource).objects
+            stored = await api.patch_stored(
+                resource,
+                name,
+                namespace,
+                body,
+                patch_type=patch_type,
+                subresource=subresource,
+                user=user,
+                dry_run=dry_run,
+                strict=strict,
+            )
+            await _respond(send, 200 if existed else 201, stored.raw)
+        elif method == "DELETE":
+            options = await request.json() or {}
+            grace = options.get("gracePeriodSeconds", request.query.get("gracePeriodSeconds"))
+            dry_run = dry_run or options.get("dryRun") == ["All"]
+            stored = await api.delete_stored(
+                resource,
+                name,
+                namespace,
+                preconditions=options.get("preconditions"),
+                grace_period_seconds=int(grace) if grace is not None else None,
+                user=user,
+                dry_run=dry_run,
+            )
+            lingering = bool(stored.obj["metadata"].get("deletionTimestamp")) and (
+                api._key(resource, namespace, name) in api.store.of(resource).objects
+            )
+            await _respond(send, 202 if lingering and not dry_run else 200, stored.raw)
+        else:
+            raise APIError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
+
+    def _selected(self, request: _Request, resource: ResourceType, namespace: str | None) -> Any:
+        return self.apiserver.select(
+            resource,
+            label_selector=request.query.get("labelSelector", ""),
+            field_selector=request.query.get("fieldSelector", ""),
+        )
+
+    async def _list(
+        self, request: _Request, send: Send, resource: ResourceType, namespace: str | None
+    ) -> None:
+        predicate = self._selected(request, resource, namespace)
+        store = self.apiserver.store.of(resource)
+        limit = int(request.query.get("limit", "0") or 0)
+        token = request.query.get("continue")
+        list_rv = self.apiserver.store.rv
+        start: tuple[str, str] | None = None
+        if token:
+            list_rv, start = _decode_continue(token)
+            if list_rv < store.window_start:
+                raise APIError.gone(
+                    "The provided continue parameter is too old to display a consistent list "
+                    "result. You can start a new list without the continue parameter, or use the "
+                    "continue token in this response to retrieve the remainder of the results. "
+                    "Continuing with the provided token results in an inconsistent list - objects "
+                    "that were created, modified, or deleted between the time the first chunk was "
+                    "returned and now may show up in the list."
+                )
+        keys = store.keys_after(start)
+        objects = store.objects
+        selected: list[Any] = []
+        next_key: tuple[str, str] | None = None
+        remaining = 0
+        for index, key in enumerate(keys):
+            if namespace and key[0] != namespace:
+                continue
+            stored = objects[key]
+            if predicate is not None and not predicate(stored.obj):
+                continue
+            if limit and len(selected) >= limit:
+                next_key = selected[-1][0]
+                remaining = sum(
+                    1
+                    for k in keys[index:]
+                    if (not namespace or k[0] == namespace)
+                    and (predicate is None or predicate(objects[k].obj))
+                )
+                break
+            selected.append((key, stored))
+        continue_token = _encode_continue(list_rv, next_key) if next_key else ""
+        if request.wants_table():
+            await self._json(
+                send,
+                200,
+                table(
+                    resource,
+                    [s.obj for _, s in selected],
+                    resource_version=str(list_rv),
+                    include_object=request.query.get("includeObject", "Metadata"),
+                    continue_token=continue_token,
+                    headers=not token,
+                ),
+            )
+            return
+        meta: dict[str, Any] = {"resourceVersion": str(list_rv)}
+        if continue_token:
+            meta["continue"] = continue_token
+            meta["remainingItemCount"] = remaining
+        head = (
+            b'{"kind":"'
+            + resource.list_kind.encode()
+            + b'","apiVersion":"'
+            + resource.api_version.encode()
+            + b'","metadata":'
+            + encode(meta)
+            + b',"items":['
+        )
+        body = head + b",".join(s.raw for _, s in selected) + b"]}"
+        await _respond(send, 200, body)
+
+    async def _delete_collection(
+        self,
+        request: _Request,
+        send: Send,
+        resource: ResourceType,
+        namespace: str | None,
+        user: UserInfo,
+        dry_run: bool,
+    ) -> None:
+        predicate = self._selected(request, resource, namespace)
+        store = self.apiserver.store.of(resource)
+        deleted = []
+        for key in list(store.sorted_keys()):
+            if namespace and key[0] != namespace:
+                continue
+            stored = store.objects.get(key)
+            if stored is None or (predicate is not None and not predicate(stored.obj)):
+                continue
+            result = await self.apiserver.delete_stored(
+                resource, key[1], key[0] or None, user=user, dry_run=dry_run
+            )
+            deleted.append(result.raw)
+        head = (
+            b'{"kind":"'
+            + resource.list_kind.encode()
+            + b'","apiVersion":"'
+            + resource.api_version.encode()
+            + b'","metadata":{"resourceVersion":"'
+            + str(self.apiserver.store.rv).encode()
+            + b'"},"items":['
+        )
+        await _respond(send, 200, head + b",".join(deleted) + b"]}")
+
+    # ------------------------------------------------------------------ watch
+
+    async def _watch(
+        self, request: _Request, send: Send, resource: ResourceType, namespace: str | None
+    ) -> None:
+        api = self.apiserver
+        query = request.query
+        predicate = self._selected(request, resource, namespace)
+        store = api.store.of(resource)
+        rv_text = query.get("resourceVersion", "")
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        send_initial = query.get("sendInitialEvents") in ("true", "1")
+        timeout = float(query.get("timeoutSeconds") or _DEFAULT_WATCH_TIMEOUT)
+        watcher = Watcher(
+            namespace=namespace if resource.namespaced else None,
+            predicate=predicate,
+            max_queue=api.watch_queue_size,
+        )
+        initial: list[tuple[Event, str]] = []
+        expired = False
+        if rv_text in ("", "0") or send_initial:
+            for key in store.sorted_keys():
+                stored = store.objects[key]
+                if watcher._visible(stored.obj):
+                    initial.append((Event("ADDED", stored.rv, stored.obj, stored.raw), "ADDED"))
+        else:
+            try:
+                since = int(rv_text)
+            except ValueError as err:
+                raise APIError.bad_request(f"invalid resource version {rv_text!r}") from err
+            replay = store.events_after(since)
+            if replay is None:
+                expired = True
+            else:
+                for event in replay:
+                    watcher.offer(event)
+        initial_end_rv = api.store.rv
+        if not expired:
+            store.watchers.add(watcher)
+        table_mode = request.wants_table()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"transfer-encoding", b"chunked"),
+                ],
+            }
+        )
+        disconnect = asyncio.ensure_future(self._wait_disconnect(request, watcher))
+        try:
+            if expired:
+                await self._send_chunk(
+                    send,
+                    self._expired_line(
+                        f"too old resource version: {rv_text} ({store.window_start + 1})"
+                    ),
+                )
+                return
+            first = [True]
+            render = self._renderer(
+                resource, table_mode, first, query.get("includeObject", "Metadata")
+            )
+            if initial:
+                await self._send_chunk(send, b"".join(render(e, k) for e, k in initial))
+            if send_initial and bookmarks:
+                await self._send_chunk(send, self._bookmark(resource, initial_end_rv, True))
+            await self._stream(send, watcher, resource, render, timeout, bookmarks)
+        finally:
+            store.watchers.discard(watcher)
+            disconnect.cancel()
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _renderer(
+        self, resource: ResourceType, table_mode: bool, first: list[bool], include_object: str
+    ) -> Callable[[Event, str], bytes]:
+        if not table_mode:
+            return Watcher.line
+
+        def render(event: Event, kind: str) -> bytes:
+            doc = table(
+                resource,
+                [event.obj],
+                resource_version=str(event.rv),
+                include_object=include_object,
+                headers=first[0],
+            )
+            first[0] = False
+            return b'{"type":"' + kind.encode() + b'","object":' + encode(doc) + b"}\n"
+
+        return render
+
+    async def _stream(
+        self,
+        send: Send,
+        watcher: Watcher,
+        resource: ResourceType,
+        render: Callable[[Event, str], bytes],
+        timeout: float,
+        bookmarks: bool,
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        next_bookmark = time.monotonic() + self.bookmark_interval
+        while True:
+            now = time.monotonic()
+            if now >= deadline or watcher.closed:
+                return
+            if watcher.overflowed:
+                await self._send_chunk(
+                    send,
+                    self._expired_line(
+                        "the watcher fell too far behind and its queue overflowed; re-list and "
+                        "watch again"
+                    ),
+                )
+                return
+            if watcher.queue:
+                chunk: list[bytes] = []
+                size = 0
+                for event, kind in watcher.drain():
+                    line = render(event, kind)
+                    chunk.append(line)
+                    size += len(line)
+                    if size > _CHUNK_LIMIT:
+                        break
+                await self._send_chunk(send, b"".join(chunk))
+                continue
+            if bookmarks and (now >= next_bookmark or watcher.bookmark_requested):
+                watcher.bookmark_requested = False
+                next_bookmark = now + self.bookmark_interval
+                await self._send_chunk(send, self._bookmark(resource, self.apiserver.store.rv))
+                continue
+            watcher.wakeup.clear()
+            wait = deadline - now
+            if bookmarks:
+                wait = min(wait, max(0.0, next_bookmark - now))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(watcher.wakeup.wait(), timeout=wait)
+
+    async def _wait_disconnect(self, request: _Request, watcher: Watcher) -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                watcher.close()
+                return
+
+    @staticmethod
+    async def _send_chunk(send: Send, body: bytes) -> None:
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+
+    @staticmethod
+    def _expired_line(message: str) -> bytes:
+        status = status_body(APIError.gone(message))
+        return b'{"type":"ERROR","object":' + encode(status) + b"}\n"
+
+    @staticmethod
+    def _bookmark(resource: ResourceType, rv: int, initial_end: bool = False) -> bytes:
+        metadata: dict[str, Any] = {"resourceVersion": str(rv)}
+        if initial_end:
+            metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
+        obj = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": metadata}
+        return b'{"type":"BOOKMARK","object":' + encode(obj) + b"}\n"
+
+
+def bookmark_all(watchers: Mapping[Any, Watcher]) -> None:
+    """Ask every watcher for a BOOKMARK now."""
+    for watcher in watchers.values():
+        watcher.bookmark_requested = True
+        watcher.wakeup.set()

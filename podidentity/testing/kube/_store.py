@@ -1,0 +1,272 @@
+"""Objects, resource versions, the event history and watch fan-out.
+
+The store is the emulator's etcd plus watch cache. Every method runs on the serving loop and
+none of them awaits, so each commit is atomic and watchers see events in exactly the order of
+their ``resourceVersion``. Each committed object is serialised once, at write time: lists and
+watch fan-out concatenate those bytes instead of re-encoding (see ``docs/benchmarks.md``).
+
+A watcher has a bounded queue. A watcher that falls more than ``watch_queue_size`` events behind
+is not allowed to hold writers back: its queue is dropped and its stream ends with a 410
+``Expired`` ERROR event, which every client handles by re-listing (the same thing a real API
+server does when a watcher cannot keep up with its watch cache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from ._resources import ResourceType
+
+__all__ = ["Event", "ResourceStore", "Store", "Stored", "Watcher", "encode"]
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+#: Object key inside one resource: (namespace or "", name).
+Key = tuple[str, str]
+
+
+def encode(value: Any) -> bytes:
+    """Compact JSON bytes (what the server sends)."""
+    return _ENCODER.encode(value).encode()
+
+
+@attrs.define(slots=True)
+class Stored:
+    """A committed object; ``obj`` is never mutated after commit (copy before changing)."""
+
+    obj: dict[str, Any]
+    raw: bytes
+    rv: int
+
+
+@attrs.define(slots=True)
+class Event:
+    """One committed change: what watchers receive."""
+
+    type: str
+    rv: int
+    obj: dict[str, Any]
+    raw: bytes
+    old: dict[str, Any] | None = None
+    _line: bytes | None = None
+
+    @property
+    def line(self) -> bytes:
+        """The watch-stream line (one JSON document and a newline), built once."""
+        if self._line is None:
+            self._line = b'{"type":"' + self.type.encode() + b'","object":' + self.raw + b"}\n"
+        return self._line
+
+
+def _line(kind: str, raw: bytes) -> bytes:
+    return b'{"type":"' + kind.encode() + b'","object":' + raw + b"}\n"
+
+
+#: A watcher's filter: (object) -> bool.
+Predicate = Callable[[Mapping[str, Any]], bool]
+
+
+class Watcher:
+    """One open watch: a bounded queue of stream lines plus a wake-up event."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str | None,
+        predicate: Predicate | None,
+        max_queue: int,
+    ) -> None:
+        self.namespace = namespace
+        self.predicate = predicate
+        self.max_queue = max_queue
+        self.queue: collections.deque[tuple[Event, str]] = collections.deque()
+        self.wakeup = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+        self.bookmark_requested = False
+
+    def _visible(self, obj: Mapping[str, Any] | None) -> bool:
+        if obj is None:
+            return False
+        if self.namespace is not None and obj["metadata"].get("namespace") != self.namespace:
+            return False
+        return self.predicate is None or self.predicate(obj)
+
+    def offer(self, event: Event) -> None:
+        """Queue ``event`` if this watcher selects it (translating selector transitions)."""
+        if self.closed or self.overflowed:
+            return
+        now = self._visible(event.obj)
+        if event.type == "MODIFIED" and self.predicate is not None:
+            before = self._visible(event.old)
+            if now and not before:
+                self._push(event, "ADDED")
+            elif before and not now:
+                self._push(event, "DELETED")
+            elif now:
+                self._push(event, "MODIFIED")
+            return
+        if now:
+            self._push(event, event.type)
+
+    def _push(self, event: Event, kind: str) -> None:
+        if len(self.queue) >= self.max_queue:
+            self.overflowed = True
+            self.queue.clear()
+        else:
+            self.queue.append((event, kind))
+        self.wakeup.set()
+
+    def close(self) -> None:
+        """End the stream (``drop_watches``)."""
+        self.closed = True
+        self.wakeup.set()
+
+    def drain(self) -> Iterator[tuple[Event, str]]:
+        """Pop every queued item."""
+        queue = self.queue
+        while queue:
+            yield queue.popleft()
+
+    @staticmethod
+    def line(event: Event, kind: str) -> bytes:
+        """The stream line for a queued item."""
+        return event.line if kind == event.type else _line(kind, event.raw)
+
+
+class ResourceStore:
+    """Objects and recent history of one resource (all its namespaces)."""
+
+    def __init__(self, resource: ResourceType, *, history_size: int, window_start: int) -> None:
+        self.resource = resource
+        self.objects: dict[Key, Stored] = {}
+        self.history: collections.deque[Event] = collections.deque()
+        self.history_size = history_size
+        #: every event with ``rv > window_start`` is still in ``history``.
+        self.window_start = window_start
+        self.watchers: set[Watcher] = set()
+        self._sorted: list[Key] | None = None
+
+    def sorted_keys(self) -> list[Key]:
+        """Keys in etcd order (namespace, name), cached until an object is added or removed."""
+        if self._sorted is None:
+            self._sorted = sorted(self.objects)
+        return self._sorted
+
+    def keys_after(self, start: Key | None) -> list[Key]:
+        """Sorted keys strictly after ``start``."""
+        keys = self.sorted_keys()
+        if start is None:
+            return keys
+        return keys[bisect.bisect_right(keys, start) :]
+
+    def record(self, event: Event) -> None:
+        """Append to history (dropping the oldest beyond the window) and fan out."""
+        history = self.history
+        history.append(event)
+        while len(history) > self.history_size:
+            self.window_start = history.popleft().rv
+        for watcher in self.watchers:
+            watcher.offer(event)
+
+    def events_after(self, rv: int) -> list[Event] | None:
+        """Events with ``resourceVersion > rv``, or ``None`` if the window no longer has them."""
+        if rv < self.window_start:
+            return None
+        found: list[Event] = []
+        for event in reversed(self.history):
+            if event.rv <= rv:
+                break
+            found.append(event)
+        found.reverse()
+        return found
+
+    def expire(self, rv: int) -> None:
+        """Forget history up to ``rv`` (resumes from before it get 410)."""
+        self.history.clear()
+        self.window_start = rv
+
+    def invalidate_order(self) -> None:
+        """An object was added or removed: rebuild the sorted key list on the next list."""
+        self._sorted = None
+
+
+class Store:
+    """All resources' objects and the cluster-wide resourceVersion counter."""
+
+    def __init__(self, *, history_size: int = 10_000, first_resource_version: int = 1000) -> None:
+        self.history_size = history_size
+        self.rv = first_resource_version
+        self.resources: dict[tuple[str, str], ResourceStore] = {}
+
+    def add_resource(self, resource: ResourceType) -> ResourceStore:
+        """Start storing a resource (idempotent)."""
+        key = (resource.group, resource.plural)
+        existing = self.resources.get(key)
+        if existing is not None:
+            existing.resource = resource
+            return existing
+        store = ResourceStore(resource, history_size=self.history_size, window_start=self.rv)
+        self.resources[key] = store
+        return store
+
+    def remove_resource(self, resource: ResourceType) -> None:
+        """Stop storing a resource; its watchers are closed."""
+        store = self.resources.pop((resource.group, resource.plural), None)
+        if store is not None:
+            for watcher in store.watchers:
+                watcher.close()
+
+    def of(self, resource: ResourceType) -> ResourceStore:
+        """The store of one resource."""
+        return self.resources[(resource.group, resource.plural)]
+
+    def next_rv(self) -> int:
+        """Advance and return the resourceVersion counter."""
+        self.rv += 1
+        return self.rv
+
+    def commit(
+        self,
+        resource: ResourceType,
+        kind: str,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None = None,
+    ) -> Stored:
+        """Store (ADDED/MODIFIED) or remove (DELETED) ``obj``, stamping a new resourceVersion.
+
+        ``obj`` becomes owned by the store: callers must not mutate it afterwards.
+        """
+        store = self.of(resource)
+        rv = self.next_rv()
+        metadata = obj["metadata"]
+        metadata["resourceVersion"] = str(rv)
+        raw = encode(obj)
+        key = (metadata.get("namespace", "") or "", metadata["name"])
+        stored = Stored(obj, raw, rv)
+        if kind == "DELETED":
+            store.objects.pop(key, None)
+            store.invalidate_order()
+        else:
+            if key not in store.objects:
+                store.invalidate_order()
+            store.objects[key] = stored
+        store.record(Event(kind, rv, obj, raw, old))
+        return stored
+
+    def expire_all(self) -> None:
+        """Forget all history: any resume from before now gets 410 Expired."""
+        for store in self.resources.values():
+            store.expire(self.rv)
+
+    def watchers(self) -> Iterator[Watcher]:
+        """Every open watcher."""
+        for store in self.resources.values():
+            yield from store.watchers

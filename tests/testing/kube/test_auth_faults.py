@@ -1,0 +1,135 @@
+"""HTTPS with bearer tokens, in-cluster config, the aio client, and faults on demand."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+
+import httpx
+import kubernetes
+import pytest
+from kube_manifests import pod
+from kubernetes.client.exceptions import ApiException
+
+from podidentity.testing.kube import KubeEmulator, UserInfo
+
+
+@pytest.fixture(scope="module")
+def secure() -> Iterator[KubeEmulator]:
+    with KubeEmulator(tls=True, plugins=False) as emulator:
+        yield emulator
+
+
+def test_kubeconfig_over_https(secure: KubeEmulator) -> None:
+    client = kubernetes.config.new_client_from_config(config_file=str(secure.kubeconfig_path))
+    names = [n.metadata.name for n in kubernetes.client.CoreV1Api(client).list_namespace().items]
+    assert "default" in names
+    client.close()
+
+
+def test_missing_or_wrong_token_is_401(secure: KubeEmulator) -> None:
+    assert secure.ca_bundle is not None
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(secure.ca_bundle))) as http:
+        response = http.get(f"{secure.url}/api/v1/namespaces")
+        assert response.status_code == 401
+        assert response.json()["reason"] == "Unauthorized"
+        wrong = http.get(
+            f"{secure.url}/api/v1/namespaces", headers={"Authorization": "Bearer nope"}
+        )
+        assert wrong.status_code == 401
+
+
+def test_authenticator_plug_in_names_the_user(secure: KubeEmulator) -> None:
+    seen: list[str] = []
+
+    def hook(request: object) -> None:
+        seen.append(request.user.username)  # type: ignore[attr-defined]
+
+    secure.apiserver.set_authenticator(
+        lambda token: UserInfo("system:serviceaccount:default:app") if token == "sa" else None
+    )
+    secure.apiserver.add_admission("configmaps", hook)
+    assert secure.ca_bundle is not None
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(secure.ca_bundle))) as http:
+        response = http.post(
+            f"{secure.url}/api/v1/namespaces/default/configmaps",
+            headers={"Authorization": "Bearer sa"},
+            json={"metadata": {"name": "by-sa"}},
+        )
+    assert response.status_code == 201
+    assert seen == ["system:serviceaccount:default:app"]
+
+
+def test_in_cluster_config(secure: KubeEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = secure.in_cluster()
+    for key, value in files.env.items():
+        monkeypatch.setenv(key, value)
+    configuration = kubernetes.client.Configuration()
+    loader = kubernetes.config.incluster_config.InClusterConfigLoader(
+        token_filename=str(files.token_path), cert_filename=str(files.ca_path)
+    )
+    loader.load_and_set(configuration)
+    with kubernetes.client.ApiClient(configuration) as client:
+        assert (
+            kubernetes.client.CoreV1Api(client).read_namespace("default").metadata.name == "default"
+        )
+
+
+async def test_aio_client_over_https(secure: KubeEmulator) -> None:
+    from kubernetes.aio import client as aclient
+    from kubernetes.aio import config as aconfig
+
+    configuration = aclient.Configuration()
+    await aconfig.load_kube_config(
+        config_file=str(secure.kubeconfig_path), client_configuration=configuration
+    )
+    async with aclient.ApiClient(configuration) as api:
+        core = aclient.CoreV1Api(api)
+        created = await core.create_namespaced_config_map("default", {"metadata": {"name": "aio"}})
+        assert created.metadata.name == "aio"
+        await core.patch_namespaced_config_map("aio", "default", {"data": {"k": "v"}})
+        assert (await core.read_namespaced_config_map("aio", "default")).data == {"k": "v"}
+        await core.delete_namespaced_config_map("aio", "default")
+
+
+async def test_async_context_manager() -> None:
+    async with KubeEmulator(plugins=False) as kube:
+        assert kube.get("namespaces", "default")["status"]["phase"] == "Active"
+
+
+def test_fail_next_with_retry_after(kube: KubeEmulator, core: kubernetes.client.CoreV1Api) -> None:
+    kube.fail_next("pods", "list", count=2, status=429)
+    for _ in range(2):
+        with pytest.raises(ApiException) as caught:
+            core.list_namespaced_pod("default")
+        assert caught.value.status == 429
+        assert json.loads(caught.value.body)["reason"] == "TooManyRequests"
+    assert core.list_namespaced_pod("default").items == []
+    # With Retry-After, urllib3 under the sync client waits and retries by itself.
+    kube.requests.clear()
+    kube.fail_next("pods", "list", count=2, status=429, retry_after=0)
+    assert core.list_namespaced_pod("default").items == []
+    assert [r.status for r in kube.requests.find(method="GET", path="/pods$")] == [429, 429, 200]
+    core.create_namespaced_pod("default", pod("web"))
+    kube.fail_next("pods", "get", status=500)
+    with pytest.raises(ApiException) as failed:
+        core.read_namespaced_pod("web", "default")
+    assert failed.value.status == 500
+    kube.fail_next("configmaps", "create", status=409)
+    with pytest.raises(ApiException) as conflict:
+        core.create_namespaced_config_map("default", {"metadata": {"name": "x"}})
+    assert conflict.value.status == 409
+    assert kube.requests.find(method="GET", path="/pods$")
+
+
+def test_http_controls(kube: KubeEmulator, core: kubernetes.client.CoreV1Api) -> None:
+    rv = core.list_namespaced_pod("default").metadata.resource_version
+    core.create_namespaced_pod("default", pod("web"))
+    with httpx.Client() as http:
+        assert http.post(f"{kube.url}/_emulator/expire-watch-window").status_code == 200
+        assert http.post(f"{kube.url}/_emulator/drop-watches").json() == {"dropped": 0}
+    raw = core.list_namespaced_pod(
+        "default", watch=True, resource_version=rv, _preload_content=False, timeout_seconds=1
+    )
+    assert '"code":410' in raw.data.decode()

@@ -1,0 +1,145 @@
+"""The patch formats, as pure functions and through the official client."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import kubernetes
+import pytest
+import yaml
+from kube_manifests import pod
+
+from podidentity.testing.kube import APIError, KubeEmulator
+from podidentity.testing.kube._patch import (
+    apply_json_patch,
+    apply_merge_patch,
+    apply_strategic_merge_patch,
+)
+
+
+def test_merge_patch_replaces_lists_and_deletes_nulls() -> None:
+    target = {"a": {"b": 1, "c": 2}, "l": [1, 2]}
+    assert apply_merge_patch(target, {"a": {"b": None}, "l": [3]}) == {"a": {"c": 2}, "l": [3]}
+
+
+def test_json_patch_operations() -> None:
+    doc = {"a": [1, 2], "b": {"c": 1}}
+    ops = [
+        {"op": "add", "path": "/a/-", "value": 3},
+        {"op": "replace", "path": "/b/c", "value": 2},
+        {"op": "copy", "from": "/b", "path": "/d"},
+        {"op": "move", "from": "/d/c", "path": "/e"},
+        {"op": "remove", "path": "/a/0"},
+        {"op": "test", "path": "/e", "value": 2},
+    ]
+    assert apply_json_patch(doc, ops) == {"a": [2, 3], "b": {"c": 2}, "d": {}, "e": 2}
+    with pytest.raises(APIError) as caught:
+        apply_json_patch(doc, [{"op": "test", "path": "/b/c", "value": 9}])
+    assert caught.value.code == 422
+
+
+def test_strategic_merge_by_keys() -> None:
+    target = {
+        "containers": [{"name": "a", "image": "x", "env": [{"name": "E", "value": "1"}]}],
+        "finalizers": ["f1"],
+        "tolerations": [{"key": "t"}],
+        "conditions": [{"type": "Ready", "status": "False"}],
+    }
+    patch = {
+        "containers": [
+            {"name": "a", "env": [{"name": "F", "value": "2"}]},
+            {"name": "b", "image": "y"},
+        ],
+        "finalizers": ["f2"],
+        "tolerations": [{"key": "u"}],
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    result = apply_strategic_merge_patch(target, patch)
+    assert result["containers"] == [
+        {
+            "name": "a",
+            "image": "x",
+            "env": [{"name": "E", "value": "1"}, {"name": "F", "value": "2"}],
+        },
+        {"name": "b", "image": "y"},
+    ]
+    assert result["finalizers"] == ["f1", "f2"]
+    assert result["tolerations"] == [{"key": "u"}]
+    assert result["conditions"] == [{"type": "Ready", "status": "True"}]
+
+
+def test_strategic_merge_directives() -> None:
+    target = {"containers": [{"name": "a"}, {"name": "b"}], "finalizers": ["x", "y"], "m": {"k": 1}}
+    patch = {
+        "containers": [{"name": "a", "$patch": "delete"}],
+        "$deleteFromPrimitiveList/finalizers": ["x"],
+        "$setElementOrder/containers": [{"name": "b"}],
+        "m": {"$patch": "replace", "j": 2},
+    }
+    assert apply_strategic_merge_patch(target, patch) == {
+        "containers": [{"name": "b"}],
+        "finalizers": ["y"],
+        "m": {"j": 2},
+    }
+
+
+def test_each_patch_type_over_http(kube: KubeEmulator, core: kubernetes.client.CoreV1Api) -> None:
+    core.create_namespaced_pod("default", pod("web", app="a"))
+    strategic = core.patch_namespaced_pod(
+        "web", "default", {"spec": {"containers": [{"name": "side", "image": "busybox"}]}}
+    )
+    assert [c.name for c in strategic.spec.containers] == ["app", "side"]
+    json_patched = core.patch_namespaced_pod(
+        "web", "default", [{"op": "replace", "path": "/metadata/labels/app", "value": "b"}]
+    )
+    assert json_patched.metadata.labels == {"app": "b"}
+    with httpx.Client(base_url=kube.url) as http:
+        merged = http.patch(
+            "/api/v1/namespaces/default/pods/web",
+            headers={"Content-Type": "application/merge-patch+json"},
+            content=json.dumps({"spec": {"containers": [{"name": "only", "image": "nginx"}]}}),
+        )
+    assert [c["name"] for c in merged.json()["spec"]["containers"]] == ["only"]
+
+
+def test_server_side_apply_creates_then_merges(kube: KubeEmulator) -> None:
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cfg"},
+        "data": {"a": "1"},
+    }
+
+    def apply(body: dict[str, object]) -> httpx.Response:
+        with httpx.Client(base_url=kube.url) as http:
+            return http.patch(
+                "/api/v1/namespaces/default/configmaps/cfg",
+                params={"fieldManager": "test"},
+                headers={"Content-Type": "application/apply-patch+yaml"},
+                content=yaml.safe_dump(body),
+            )
+
+    created = apply(manifest)
+    assert created.status_code == 201
+    assert created.json()["data"] == {"a": "1"}
+    assert apply({**manifest, "data": {"b": "2"}}).json()["data"] == {"a": "1", "b": "2"}
+
+
+def test_strategic_patch_of_custom_object_is_415(kube: KubeEmulator) -> None:
+    kube.create(
+        {
+            "apiVersion": "aadpodidentity.k8s.io/v1",
+            "kind": "AzureIdentity",
+            "metadata": {"name": "id", "namespace": "default"},
+            "spec": {"type": 0, "resourceID": "r", "clientID": "c"},
+        }
+    )
+    with httpx.Client(base_url=kube.url) as http:
+        response = http.patch(
+            "/apis/aadpodidentity.k8s.io/v1/namespaces/default/azureidentities/id",
+            headers={"Content-Type": "application/strategic-merge-patch+json"},
+            content=json.dumps({"spec": {"type": 1}}),
+        )
+    assert response.status_code == 415
+    assert response.json()["reason"] == "UnsupportedMediaType"
