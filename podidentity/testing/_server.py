@@ -82,6 +82,7 @@ class ServerThread:
         self._uvicorn: list[uvicorn.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._tcp: list[asyncio.AbstractServer] = []
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -163,8 +164,19 @@ class ServerThread:
         self.loop  # noqa: B018 - fail before binding a socket that would then leak
         sock = _bind(host, port)
 
+        async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._writers.add(writer)
+            try:
+                await handler(reader, writer)
+            except asyncio.CancelledError:
+                # stop() cancels open connections. A stream handler task that ends cancelled
+                # makes asyncio (3.11) log a traceback from its done-callback, so end quietly.
+                writer.transport.abort()
+            finally:
+                self._writers.discard(writer)
+
         async def start() -> asyncio.AbstractServer:
-            return await asyncio.start_server(handler, sock=sock)
+            return await asyncio.start_server(guarded, sock=sock)
 
         server = self.call(start())
         self._tcp.append(server)
@@ -182,13 +194,25 @@ class ServerThread:
                 server.force_exit = True
             for tcp in self._tcp:
                 tcp.close()
+            # Close raw connections at the transport first: a handler task cancelled while
+            # its transport is open would leave the socket to the garbage collector.
+            for writer in list(self._writers):
+                writer.transport.abort()
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=5)
+            # A connection accepted just before close() is still being set up by an asyncio
+            # task; cancelling that task before it runs would leak the accepted socket, so let
+            # set-ups finish (they become handler tasks) before cancelling anything.
+            await asyncio.sleep(0.02)
             current = asyncio.current_task()
-            pending = [t for t in asyncio.all_tasks() if t is not current]
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            for _ in range(10):
+                pending = [t for t in asyncio.all_tasks() if t is not current]
+                if not pending:
+                    break
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                await asyncio.sleep(0.01)
 
         try:
             self.call(shutdown(), timeout=15)
@@ -200,6 +224,7 @@ class ServerThread:
             self._uvicorn.clear()
             self._tasks.clear()
             self._tcp.clear()
+            self._writers.clear()
 
     def __enter__(self) -> ServerThread:
         self.start()

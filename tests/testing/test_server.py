@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import threading
 from pathlib import Path
 
 import httpx
@@ -66,3 +68,27 @@ def test_using_a_stopped_thread_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="call start"):
         thread.serve_asgi(hello)
     thread.stop()  # stopping a thread that never started is harmless
+
+
+def test_stopping_with_open_raw_connections_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    entered = threading.Semaphore(0)
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        entered.release()
+        await reader.read()  # blocks until the client or the server goes away
+
+    thread = ServerThread()
+    thread.start()
+    server = thread.serve_tcp(hold)
+    clients = [socket.create_connection((server.host, server.port)) for _ in range(3)]
+    try:
+        for _ in clients:
+            assert entered.acquire(timeout=5)
+        with caplog.at_level("ERROR", logger="asyncio"):
+            thread.stop()
+        # The server closed its side: each client reads end-of-stream.
+        assert [c.recv(1) for c in clients] == [b"", b"", b""]
+    finally:
+        for client in clients:
+            client.close()
+    assert [r.getMessage() for r in caplog.records] == []

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import httpx
 import kubernetes
 import pytest
-from kube_manifests import pod
 from kubernetes.client.exceptions import ApiException
 
 from podidentity.testing.kube import KubeEmulator, UserInfo
+from tests.testing.kube.kube_manifests import pod
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import httpx
 import kubernetes
 import pytest
 import yaml
-from kube_manifests import pod
 
 from podidentity.testing.kube import APIError, KubeEmulator
 from podidentity.testing.kube._patch import (
@@ -16,6 +15,7 @@ from podidentity.testing.kube._patch import (
     apply_merge_patch,
     apply_strategic_merge_patch,
 )
+from tests.testing.kube.kube_manifests import pod
 
 
 def test_merge_patch_replaces_lists_and_deletes_nulls() -> None:

@@ -6,10 +6,10 @@ import threading
 
 import kubernetes
 import pytest
-from kube_manifests import pod
 from kubernetes.client.exceptions import ApiException
 
 from podidentity.testing.kube import KubeEmulator
+from tests.testing.kube.kube_manifests import pod
 
 
 def _events(core: kubernetes.client.CoreV1Api, **kwargs: object) -> list[tuple[str, str, str]]:

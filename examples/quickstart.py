@@ -1,0 +1,194 @@
+"""The pod identity flow, end to end, in the local test world.
+
+Starts the Kubernetes and Azure emulators, applies an AzureIdentity and an
+AzureIdentityBinding with the official Kubernetes client, decides which pods the binding
+grants (the pure matching the reconciler builds on), assigns the identity to the node's scale
+set through ARM, then gets a token from that node's IMDS and reads a Key Vault secret with it,
+the way a pod will through the token proxy. An intruder pod that copies the binding's label
+but runs as another service account gets nothing.
+
+Everything runs on 127.0.0.1 through the real clients: kubernetes, azure-identity,
+azure-keyvault-secrets and httpx. Run: python3 examples/quickstart.py
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import httpx
+import kubernetes
+from azure.identity import ClientSecretCredential, ManagedIdentityCredential
+from azure.keyvault.secrets import SecretClient
+
+from podidentity.models import (
+    AssignedIdentityState,
+    AzureAssignedIdentity,
+    AzureIdentity,
+    AzureIdentityBinding,
+    load_yaml,
+    parse,
+)
+from podidentity.testing import AzureEmulator, KubeEmulator
+
+GROUP, VERSION = "aadpodidentity.k8s.io", "v1"
+POOL = "aks-nodepool1-12345678-vmss"
+NODE_GROUP = "MC_demo_aks_eastus"
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def manifests(resource_id: str, client_id: str) -> str:
+    return f"""
+apiVersion: {GROUP}/{VERSION}
+kind: AzureIdentity
+metadata: {{name: orders-api, namespace: shop}}
+spec:
+  type: 0
+  resourceID: {resource_id}
+  clientID: {client_id}
+---
+apiVersion: {GROUP}/{VERSION}
+kind: AzureIdentityBinding
+metadata: {{name: orders-api-binding, namespace: shop}}
+spec:
+  azureIdentity: orders-api
+  selector: orders-api
+  serviceAccountNames: [orders]
+"""
+
+
+def pod(name: str, service_account: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"aadpodidbinding": "orders-api"}},
+        "spec": {
+            "serviceAccountName": service_account,
+            "containers": [{"name": "app", "image": "example.com/orders:1.0"}],
+        },
+    }
+
+
+def main() -> int:
+    with KubeEmulator() as kube, AzureEmulator() as azure:
+        step(f"Kubernetes API emulator at {kube.url}; Azure emulator (tenant {azure.tenant_id})")
+
+        # The Azure side: the controller's service principal, the identity the pods should
+        # run as, the node pool's scale set, and a vault only that identity may read.
+        mic = azure.world.add_service_principal("podidentity-mic")
+        identity = azure.world.add_managed_identity("orders-api", resource_group="identities")
+        scale_set = azure.world.add_vmss(POOL, capacity=2, resource_group=NODE_GROUP)
+        vault_url = azure.keyvault.create_vault("orders-vault")
+        azure.keyvault.set_secret("orders-vault", "db-password", "correct-horse-battery")
+        azure.keyvault.grant("orders-vault", identity.principal_id, secrets=["get"])
+
+        # The Kubernetes side: one node per scale-set instance, with Azure providerIDs.
+        for instance in range(2):
+            kube.cluster.add_node(
+                f"aks-nodepool1-{instance}",
+                vmss=(POOL, instance),
+                subscription_id=azure.world.default_subscription_id,
+                resource_group=NODE_GROUP,
+            )
+        api = kubernetes.config.new_client_from_config(config_file=str(kube.kubeconfig_path))
+        core = kubernetes.client.CoreV1Api(api)
+        custom = kubernetes.client.CustomObjectsApi(api)
+
+        step("Applying the identity and its binding (validated by the models first)")
+        core.create_namespace({"metadata": {"name": "shop"}})
+        for obj in load_yaml(manifests(identity.resource_id, identity.client_id)):
+            assert not isinstance(obj, dict)
+            for problem in obj.problems():
+                print(f"    problem: {problem}")
+            custom.create_namespaced_custom_object(
+                GROUP, VERSION, obj.namespace or "shop", obj.plural, obj.to_dict()
+            )
+            print(f"    created {obj.kind} shop/{obj.name}")
+
+        core.create_namespaced_service_account("shop", {"metadata": {"name": "orders"}})
+        core.create_namespaced_service_account("shop", {"metadata": {"name": "intruder"}})
+        core.create_namespaced_pod("shop", pod("orders-7d4f9", "orders"))
+        core.create_namespaced_pod("shop", pod("copycat", "intruder"))
+        for p in core.list_namespaced_pod("shop").items:
+            where = f"{p.status.phase} on {p.spec.node_name}, IP {p.status.pod_ip}"
+            print(f"    pod {p.metadata.name}: {where}")
+
+        step("Deciding which pods the binding grants (label AND service account)")
+        identities = {
+            o["metadata"]["name"]: parse(o)
+            for o in custom.list_namespaced_custom_object(
+                GROUP, VERSION, "shop", "azureidentities"
+            )["items"]
+        }
+        bindings = [
+            parse(o)
+            for o in custom.list_namespaced_custom_object(
+                GROUP, VERSION, "shop", "azureidentitybindings"
+            )["items"]
+        ]
+        granted = []
+        for p in core.list_namespaced_pod("shop").items:
+            for binding in bindings:
+                assert isinstance(binding, AzureIdentityBinding)
+                ok = binding.matches(
+                    p.metadata.labels or {}, service_account=p.spec.service_account_name
+                )
+                verdict = "granted" if ok else "refused"
+                who = f"{p.metadata.name} (service account {p.spec.service_account_name})"
+                print(f"    {who}: {verdict}")
+                if ok:
+                    granted.append((p, binding, identities[binding.azure_identity]))
+
+        step("Assigning the identity to the node's scale set through ARM")
+        (granted_pod, binding, azure_identity), *_ = granted
+        assert isinstance(azure_identity, AzureIdentity)
+        node = core.read_node(granted_pod.spec.node_name)
+        instance = int(node.spec.provider_id.rsplit("/", 1)[1])
+        with azure.patched_environ():
+            credential = ClientSecretCredential(azure.tenant_id, mic.client_id, mic.secret)
+            arm_token = credential.get_token("https://management.azure.com/.default").token
+            response = httpx.patch(
+                f"https://management.azure.com{scale_set.resource_id}",
+                params={"api-version": "2023-03-01"},
+                headers={"Authorization": f"Bearer {arm_token}"},
+                json={
+                    "identity": {
+                        "type": "UserAssigned",
+                        "userAssignedIdentities": {identity.resource_id: {}},
+                    }
+                },
+            )
+            response.raise_for_status()
+        print(f"    {scale_set.name}: identity type {response.json()['identity']['type']}")
+        assigned = AzureAssignedIdentity.create(
+            identity=azure_identity,
+            binding=binding,
+            pod=granted_pod.metadata.name,
+            pod_namespace="shop",
+            node_name=node.metadata.name,
+        )
+        record = assigned.to_dict()
+        record["status"] = {"status": AssignedIdentityState.ASSIGNED.value}
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, "shop", "azureassignedidentities", record
+        )
+        print(f"    recorded AzureAssignedIdentity shop/{assigned.name}")
+
+        step(f"Reading Key Vault with a token from {node.metadata.name}'s IMDS")
+        with azure.patched_environ(vmss=scale_set, instance=instance):
+            secrets = SecretClient(
+                vault_url, ManagedIdentityCredential(client_id=identity.client_id)
+            )
+            value = secrets.get_secret("db-password").value or ""
+        # Never print a secret value: its length proves the read.
+        print(f"    read secret db-password ({len(value)} characters; value not shown)")
+        api.close()
+    step("Done: nothing left the machine")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
