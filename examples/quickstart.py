@@ -29,11 +29,9 @@ from podidentity.models import (
     load_yaml,
     parse,
 )
-from podidentity.testing import AzureEmulator, KubeEmulator
+from podidentity.testing import Sandbox
 
 GROUP, VERSION = "aadpodidentity.k8s.io", "v1"
-POOL = "aks-nodepool1-12345678-vmss"
-NODE_GROUP = "MC_demo_aks_eastus"
 
 
 def step(message: str) -> None:
@@ -73,27 +71,22 @@ def pod(name: str, service_account: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    with KubeEmulator() as kube, AzureEmulator() as azure:
+    with Sandbox() as sandbox:
+        kube, azure = sandbox.kube, sandbox.azure
         step(f"Kubernetes API emulator at {kube.url}; Azure emulator (tenant {azure.tenant_id})")
 
         # The Azure side: the controller's service principal, the identity the pods should
-        # run as, the node pool's scale set, and a vault only that identity may read.
+        # run as, and a vault only that identity may read.
         mic = azure.world.add_service_principal("podidentity-mic")
         identity = azure.world.add_managed_identity("orders-api", resource_group="identities")
-        scale_set = azure.world.add_vmss(POOL, capacity=2, resource_group=NODE_GROUP)
         vault_url = azure.keyvault.create_vault("orders-vault")
         azure.keyvault.set_secret("orders-vault", "db-password", "correct-horse-battery")
         azure.keyvault.grant("orders-vault", identity.principal_id, secrets=["get"])
 
-        # The Kubernetes side: one node per scale-set instance, with Azure providerIDs.
-        for instance in range(2):
-            kube.cluster.add_node(
-                f"aks-nodepool1-{instance}",
-                vmss=(POOL, instance),
-                subscription_id=azure.world.default_subscription_id,
-                resource_group=NODE_GROUP,
-            )
-        api = kubernetes.config.new_client_from_config(config_file=str(kube.kubeconfig_path))
+        # An AKS-style node pool: a scale set, and one Kubernetes node per instance whose
+        # providerID names it.
+        sandbox.add_node_pool("nodepool1", count=2)
+        api = sandbox.kube_client()
         core = kubernetes.client.CoreV1Api(api)
         custom = kubernetes.client.CustomObjectsApi(api)
 
@@ -145,8 +138,8 @@ def main() -> int:
         step("Assigning the identity to the node's scale set through ARM")
         (granted_pod, binding, azure_identity), *_ = granted
         assert isinstance(azure_identity, AzureIdentity)
-        node = core.read_node(granted_pod.spec.node_name)
-        instance = int(node.spec.provider_id.rsplit("/", 1)[1])
+        node = sandbox.node(granted_pod.spec.node_name)
+        scale_set = node.compute
         with azure.patched_environ():
             credential = ClientSecretCredential(azure.tenant_id, mic.client_id, mic.secret)
             arm_token = credential.get_token("https://management.azure.com/.default").token
@@ -168,7 +161,7 @@ def main() -> int:
             binding=binding,
             pod=granted_pod.metadata.name,
             pod_namespace="shop",
-            node_name=node.metadata.name,
+            node_name=node.name,
         )
         record = assigned.to_dict()
         record["status"] = {"status": AssignedIdentityState.ASSIGNED.value}
@@ -177,8 +170,8 @@ def main() -> int:
         )
         print(f"    recorded AzureAssignedIdentity shop/{assigned.name}")
 
-        step(f"Reading Key Vault with a token from {node.metadata.name}'s IMDS")
-        with azure.patched_environ(vmss=scale_set, instance=instance):
+        step(f"Reading Key Vault with a token from {node.name}'s IMDS")
+        with sandbox.on_node(node):
             secrets = SecretClient(
                 vault_url, ManagedIdentityCredential(client_id=identity.client_id)
             )

@@ -18,5 +18,15 @@ from __future__ import annotations
 from podidentity.testing.azure import AzureEmulator
 from podidentity.testing.kube import KubeEmulator
 from podidentity.testing.network_guard import ForeignConnectionError, NetworkGuard, guard
+from podidentity.testing.sandbox import NodePool, Sandbox, SandboxNode
 
-__all__ = ["AzureEmulator", "ForeignConnectionError", "KubeEmulator", "NetworkGuard", "guard"]
+__all__ = [
+    "AzureEmulator",
+    "ForeignConnectionError",
+    "KubeEmulator",
+    "NetworkGuard",
+    "NodePool",
+    "Sandbox",
+    "SandboxNode",
+    "guard",
+]

@@ -1,0 +1,246 @@
+"""A Kubernetes cluster on Azure, emulated: :class:`Sandbox`.
+
+One :class:`~podidentity.testing.KubeEmulator` and one
+:class:`~podidentity.testing.AzureEmulator` that agree with each other the way an AKS cluster
+and its subscription do: every Kubernetes node is backed by a VM or a scale-set instance in the
+Azure world (its ``spec.providerID`` names it), that machine's IMDS is one call away, and the
+cluster's service-account issuer is trusted by Azure AD for workload identity federation.
+
+The reconciler, the token proxy and the end-to-end demo are tested in a sandbox; so can your
+own code that spans both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Iterator, Mapping, Sequence
+
+import attrs
+import kubernetes
+
+from podidentity.testing.azure import (
+    WORKLOAD_IDENTITY_AUDIENCE,
+    AzureEmulator,
+    ComputeResource,
+    FederatedCredential,
+    ManagedIdentity,
+)
+from podidentity.testing.azure._world import ComputeKind
+from podidentity.testing.kube import KubeEmulator
+
+__all__ = ["NodePool", "Sandbox", "SandboxNode"]
+
+_PROVIDER_ID = re.compile(
+    r"^azure:///subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+    r"Microsoft\.Compute/(?:virtualMachines/(?P<vm>[^/]+)|"
+    r"virtualMachineScaleSets/(?P<vmss>[^/]+)/virtualMachines/(?P<instance>\d+))$",
+    re.IGNORECASE,
+)
+
+
+@attrs.frozen
+class SandboxNode:
+    """A Kubernetes node and the Azure machine behind it.
+
+    Attributes:
+        name: the node's name in Kubernetes.
+        compute: the VM, or the scale set the instance belongs to (a snapshot taken when the
+            node was added: read ``azure.world`` for its current identities).
+        instance: the scale-set instance id; ``None`` for a plain VM.
+    """
+
+    name: str
+    compute: ComputeResource
+    instance: int | None = None
+
+
+@attrs.frozen
+class NodePool:
+    """An AKS-style node pool: one scale set and a node per instance."""
+
+    name: str
+    scale_set: ComputeResource
+    nodes: tuple[SandboxNode, ...]
+
+
+class Sandbox:
+    """A Kubernetes emulator and an Azure emulator wired into one consistent world.
+
+    Use it as a context manager (``with Sandbox() as sandbox:`` or ``async with``); the two
+    emulators are :attr:`kube` and :attr:`azure`.
+
+    Args:
+        tenant_id: the Azure AD tenant (generated when ``None``).
+        node_resource_group: where node VMs and scale sets live, as AKS's ``MC_...`` group.
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str | None = None,
+        node_resource_group: str = "MC_podidentity_sandbox_eastus",
+    ) -> None:
+        # HTTPS and bearer tokens on the Kubernetes side: Azure AD only trusts an HTTPS issuer,
+        # and a sandbox should refuse anonymous callers the way a cluster does.
+        self.kube = KubeEmulator(tls=True)
+        self.azure = AzureEmulator(tenant_id=tenant_id)
+        self.node_resource_group = node_resource_group
+        self._nodes: dict[str, SandboxNode] = {}
+        self._pool_count = 0
+
+    def __repr__(self) -> str:
+        return f"Sandbox(nodes={sorted(self._nodes)!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        """Start both emulators; Azure AD trusts the cluster's CA for federated issuers."""
+        self.kube.start()
+        try:
+            self.azure.start()
+        except BaseException:
+            self.kube.stop()
+            raise
+        assert self.kube.ca_bundle is not None  # tls=True always writes one
+        self.azure.oidc.trust(self.kube.ca_bundle)
+        return self
+
+    def stop(self) -> None:
+        """Stop both emulators."""
+        try:
+            self.azure.stop()
+        finally:
+            self.kube.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Sandbox:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    def add_node_pool(self, name: str = "nodepool1", *, count: int = 2) -> NodePool:
+        """Add an AKS-style pool: scale set ``aks-<name>-<n>-vmss`` and ``count`` Ready nodes."""
+        if count < 1:
+            raise ValueError(f"a node pool needs at least one node, got count={count}")
+        self._pool_count += 1
+        prefix = f"aks-{name}-{10_000_000 + self._pool_count}-vmss"
+        scale_set = self.azure.world.add_vmss(
+            prefix, capacity=count, resource_group=self.node_resource_group
+        )
+        nodes = tuple(
+            self._register(f"{prefix}{index:06d}", scale_set, index) for index in range(count)
+        )
+        return NodePool(name=name, scale_set=scale_set, nodes=nodes)
+
+    def add_vm_node(self, name: str) -> SandboxNode:
+        """Add a node backed by a plain VM of the same name."""
+        vm = self.azure.world.add_vm(name, resource_group=self.node_resource_group)
+        return self._register(name, vm, None)
+
+    def _register(self, name: str, compute: ComputeResource, instance: int | None) -> SandboxNode:
+        self.kube.cluster.add_node(
+            name,
+            vm=compute.name if instance is None else None,
+            vmss=None if instance is None else (compute.name, instance),
+            subscription_id=compute.subscription_id,
+            resource_group=compute.resource_group,
+        )
+        node = SandboxNode(name=name, compute=compute, instance=instance)
+        self._nodes[name] = node
+        return node
+
+    @property
+    def nodes(self) -> Mapping[str, SandboxNode]:
+        """Every node added through the sandbox, by name."""
+        return dict(self._nodes)
+
+    def node(self, name: str) -> SandboxNode:
+        """The node ``name`` with its Azure machine, found through its ``spec.providerID``.
+
+        Raises:
+            KeyError: no such node, or its providerID names no machine of this Azure world.
+        """
+        if name in self._nodes:
+            return self._nodes[name]
+        provider_id = self.kube.get("nodes", name).get("spec", {}).get("providerID", "")
+        match = _PROVIDER_ID.match(provider_id)
+        if match is None:
+            raise KeyError(f"node {name!r} has no Azure providerID ({provider_id!r})")
+        name_in_azure = match["vm"] or match["vmss"]
+        kind: ComputeKind = "virtualMachines" if match["vm"] else "virtualMachineScaleSets"
+        compute = self.azure.world.lookup_compute(kind, match["sub"], match["rg"], name_in_azure)
+        if compute is None:
+            raise KeyError(f"node {name!r}: {provider_id} is not in the Azure world")
+        return SandboxNode(name, compute, None if match["vm"] else int(match["instance"]))
+
+    def node_of_pod(self, name: str, namespace: str = "default") -> SandboxNode:
+        """The node a pod was scheduled onto."""
+        node_name = self.kube.get("pods", name, namespace=namespace)["spec"].get("nodeName")
+        if not node_name:
+            raise KeyError(f"pod {namespace}/{name} is not scheduled onto a node yet")
+        return self.node(node_name)
+
+    # -- on a node ---------------------------------------------------------------------------
+
+    def imds_url(self, node: str | SandboxNode) -> str:
+        """The IMDS URL of the machine behind ``node``."""
+        where = node if isinstance(node, SandboxNode) else self.node(node)
+        if where.instance is None:
+            return self.azure.imds_url(vm=where.compute)
+        return self.azure.imds_url(vmss=where.compute, instance=where.instance)
+
+    def environ(self, node: str | SandboxNode | None = None) -> dict[str, str]:
+        """Environment variables for Azure SDKs, as if running on ``node`` (when given)."""
+        env = self.azure.environ()
+        if node is not None:
+            env["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = self.imds_url(node)
+        return env
+
+    @contextlib.contextmanager
+    def on_node(self, node: str | SandboxNode) -> Iterator[dict[str, str]]:
+        """Set :meth:`environ` for ``node`` in ``os.environ`` for the block, then restore."""
+        env = self.environ(node)
+        with self.azure.patched_environ(
+            extra={"AZURE_POD_IDENTITY_AUTHORITY_HOST": env["AZURE_POD_IDENTITY_AUTHORITY_HOST"]}
+        ) as patched:
+            yield patched
+
+    # -- identities --------------------------------------------------------------------------
+
+    def federate(
+        self,
+        identity: ManagedIdentity,
+        *,
+        namespace: str,
+        service_account: str,
+        audiences: Sequence[str] = (WORKLOAD_IDENTITY_AUDIENCE,),
+    ) -> FederatedCredential:
+        """Let pods running as ``namespace/service_account`` use ``identity``.
+
+        Adds a federated identity credential naming this cluster's service-account issuer, so
+        their projected tokens can be exchanged at Azure AD (``WorkloadIdentityCredential``).
+        """
+        return self.azure.world.add_federated_credential(
+            identity,
+            issuer=self.kube.service_accounts.issuer,
+            subject=f"system:serviceaccount:{namespace}:{service_account}",
+            audiences=list(audiences),
+        )
+
+    def kube_client(self) -> kubernetes.client.ApiClient:
+        """A new sync ``kubernetes`` API client for the cluster (close it when done)."""
+        assert self.kube.kubeconfig_path is not None, "start the sandbox first"
+        client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kube.kubeconfig_path)
+        )
+        return client
