@@ -27,6 +27,7 @@ import attrs
 
 from podidentity.errors import ValidationError
 from podidentity.models._frozen import FrozenDict, freeze, thaw
+from podidentity.models._time import parse_rfc3339
 
 __all__ = [
     "Bool",
@@ -282,12 +283,11 @@ class Timestamp:
         if isinstance(value, dt.datetime):
             parsed = value
         elif isinstance(value, str):
-            text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
             try:
-                parsed = dt.datetime.fromisoformat(text)
+                parsed = parse_rfc3339(value)
             except ValueError:
                 raise ValidationError(path, "expected an RFC 3339 time", value) from None
-            if "T" not in text.upper():
+            if "T" not in value.upper():
                 raise ValidationError(path, "expected an RFC 3339 time", value)
         else:
             raise ValidationError(path, f"expected a time, found {type_name(value)}", value)
