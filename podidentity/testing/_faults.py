@@ -17,7 +17,7 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -25,6 +25,7 @@ __all__ = [
     "CONTROL_PREFIX",
     "Fault",
     "FaultInjector",
+    "RecordLog",
     "RequestLog",
     "RequestRecord",
     "with_faults",
@@ -40,6 +41,7 @@ ErrorBody = Callable[[int, str], tuple[bytes, str]]
 Control = Callable[[Mapping[str, Any]], Any]
 
 CONTROL_PREFIX = "/_emulator/"
+_R = TypeVar("_R")
 _SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "x-ms-client-secret"})
 
 
@@ -56,33 +58,27 @@ class RequestRecord:
     client: str
 
 
-class RequestLog:
-    """Every request an emulator served, in order; thread-safe."""
+class RecordLog(Generic[_R]):
+    """Records in the order they happened; thread-safe (servers append, tests read).
+
+    Emulators append from their serving thread while a test reads from its own, so every
+    access takes the lock and readers get snapshots.
+    """
 
     def __init__(self) -> None:
-        self._records: list[RequestRecord] = []
+        self._records: list[_R] = []
         self._lock = threading.Lock()
 
-    def append(self, record: RequestRecord) -> None:
-        """Record one request."""
+    def append(self, record: _R) -> None:
+        """Add one record."""
         with self._lock:
             self._records.append(record)
 
     @property
-    def records(self) -> list[RequestRecord]:
+    def records(self) -> list[_R]:
         """A snapshot of all records."""
         with self._lock:
             return list(self._records)
-
-    def find(self, *, method: str | None = None, path: str | None = None) -> list[RequestRecord]:
-        """Records whose method equals ``method`` and whose path matches the regex ``path``."""
-        pattern = re.compile(path) if path else None
-        return [
-            r
-            for r in self.records
-            if (method is None or r.method == method.upper())
-            and (pattern is None or pattern.search(r.path))
-        ]
 
     def clear(self) -> None:
         """Forget every record."""
@@ -94,6 +90,20 @@ class RequestLog:
             return len(self._records)
 
 
+class RequestLog(RecordLog[RequestRecord]):
+    """Every request an emulator served, in order; thread-safe."""
+
+    def find(self, *, method: str | None = None, path: str | None = None) -> list[RequestRecord]:
+        """Records whose method equals ``method`` and whose path matches the regex ``path``."""
+        pattern = re.compile(path) if path else None
+        return [
+            r
+            for r in self.records
+            if (method is None or r.method == method.upper())
+            and (pattern is None or pattern.search(r.path))
+        ]
+
+
 @attrs.define
 class Fault:
     """One rule: which requests it applies to, what happens to them, and how many more times.
@@ -101,12 +111,15 @@ class Fault:
     ``kind`` is ``"status"`` (answer ``status`` with the service's error body),
     ``"reset"`` (start a response, then drop the connection), or ``"latency"`` (wait ``delay``
     seconds, then serve normally). ``remaining`` is ``None`` for a rule that never runs out.
+    ``path`` and ``query`` are regular expressions searched in the request path and in the raw
+    query string (``watch=true&limit=5``); an unset matcher matches everything.
     """
 
     kind: str
     method: str | None = None
     path: re.Pattern[str] | None = None
     host: str | None = None
+    query: re.Pattern[str] | None = None
     remaining: int | None = 1
     status: int = 500
     message: str = "injected fault"
@@ -115,12 +128,13 @@ class Fault:
     body: bytes | None = None
     content_type: str = "application/json"
 
-    def applies_to(self, method: str, path: str, host: str) -> bool:
+    def applies_to(self, method: str, path: str, host: str, query: str = "") -> bool:
         """Whether this rule matches the request."""
         return (
             (self.method is None or self.method == method)
             and (self.path is None or self.path.search(path) is not None)
             and (self.host is None or self.host == host)
+            and (self.query is None or self.query.search(query) is not None)
         )
 
 
@@ -145,6 +159,7 @@ class FaultInjector:
         method: str | None = None,
         path: str | None = None,
         host: str | None = None,
+        query: str | None = None,
         retry_after: float | None = None,
         message: str = "injected fault",
         body: bytes | None = None,
@@ -152,8 +167,9 @@ class FaultInjector:
     ) -> Fault:
         """Answer the next ``count`` matching requests with ``status`` (``count=0``: forever).
 
-        ``path`` is a regular expression searched in the request path. ``body`` overrides the
-        emulator's own error body (for a specific service error such as an ARM code).
+        ``path`` and ``query`` are regular expressions searched in the request path and the raw
+        query string. ``body`` overrides the emulator's own error body (for a specific service
+        error such as an ARM code).
         """
         return self._add(
             Fault(
@@ -161,6 +177,7 @@ class FaultInjector:
                 method=method.upper() if method else None,
                 path=re.compile(path) if path else None,
                 host=host,
+                query=re.compile(query) if query else None,
                 remaining=count or None,
                 status=status,
                 retry_after=retry_after,
@@ -177,6 +194,7 @@ class FaultInjector:
         method: str | None = None,
         path: str | None = None,
         host: str | None = None,
+        query: str | None = None,
     ) -> Fault:
         """Drop the connection of the next ``count`` matching requests mid-response."""
         return self._add(
@@ -185,6 +203,7 @@ class FaultInjector:
                 method=method.upper() if method else None,
                 path=re.compile(path) if path else None,
                 host=host,
+                query=re.compile(query) if query else None,
                 remaining=count or None,
             )
         )
@@ -196,6 +215,7 @@ class FaultInjector:
         method: str | None = None,
         path: str | None = None,
         host: str | None = None,
+        query: str | None = None,
         count: int = 0,
     ) -> Fault:
         """Delay matching requests by ``seconds`` (``count=0``: every one until cleared)."""
@@ -205,6 +225,7 @@ class FaultInjector:
                 method=method.upper() if method else None,
                 path=re.compile(path) if path else None,
                 host=host,
+                query=re.compile(query) if query else None,
                 remaining=count or None,
                 delay=seconds,
             )
@@ -238,13 +259,15 @@ class FaultInjector:
         with self._lock:
             return self._paused
 
-    def take(self, method: str, path: str, host: str = "") -> tuple[float, Fault | None]:
+    def take(
+        self, method: str, path: str, host: str = "", query: str = ""
+    ) -> tuple[float, Fault | None]:
         """Consume the rules matching a request: total latency, then the failing rule if any."""
         delay = 0.0
         failing: Fault | None = None
         with self._lock:
             for rule in list(self._rules):
-                if not rule.applies_to(method, path, host):
+                if not rule.applies_to(method, path, host, query):
                     continue
                 if rule.kind == "latency":
                     delay += rule.delay
@@ -262,10 +285,13 @@ class FaultInjector:
         """Add a rule from a JSON spec (the HTTP control surface's format).
 
         ``{"action": "fail", "count": 2, "status": 429, "retry_after": 1, "method": "GET",
-        "path": "/pods"}``; actions are ``fail``, ``reset`` and ``latency`` (with ``seconds``).
+        "path": "/pods", "query": "watch=true"}``; actions are ``fail``, ``reset`` and
+        ``latency`` (with ``seconds``).
         """
         action = spec.get("action")
-        common = {k: spec[k] for k in ("method", "path", "host") if spec.get(k) is not None}
+        common = {
+            k: spec[k] for k in ("method", "path", "host", "query") if spec.get(k) is not None
+        }
         if action == "fail":
             return self.fail_next(
                 int(spec.get("count", 1)),
@@ -366,6 +392,7 @@ def with_faults(
             return
         started = time.monotonic()
         method: str = scope["method"]
+        query: str = scope.get("query_string", b"").decode("latin-1")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "").rsplit(":", 1)[0]
         status_box = [0]
@@ -380,7 +407,7 @@ def with_faults(
                 RequestRecord(
                     method=method,
                     path=path,
-                    query=scope.get("query_string", b"").decode("latin-1"),
+                    query=query,
                     headers={
                         k: ("****" if k in _SENSITIVE_HEADERS else v) for k, v in headers.items()
                     },
@@ -402,7 +429,7 @@ def with_faults(
         try:
             while faults.paused:
                 await asyncio.sleep(0.01)
-            delay, failing = faults.take(method, path, host)
+            delay, failing = faults.take(method, path, host, query)
             if delay:
                 await asyncio.sleep(delay)
             if failing is None:

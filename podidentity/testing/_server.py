@@ -200,6 +200,13 @@ class ServerThread:
                 writer.transport.abort()
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=5)
+            # uvicorn leaves connections whose response never ends (watches) open on a forced
+            # exit; abort them so no transport outlives the loop.
+            for server in self._uvicorn:
+                for connection in list(server.server_state.connections):
+                    transport = getattr(connection, "transport", None)
+                    if transport is not None:
+                        transport.abort()
             # A connection accepted just before close() is still being set up by an asyncio
             # task; cancelling that task before it runs would leak the accepted socket, so let
             # set-ups finish (they become handler tasks) before cancelling anything.

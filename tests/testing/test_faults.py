@@ -135,3 +135,29 @@ def test_a_request_is_in_the_log_as_soon_as_its_answer_arrives(
             # No waiting: the record must already be there when the client has its answer.
             assert log.records[-1].path == path
     assert log.records[0].status == 503
+
+
+def test_rules_can_match_on_the_query_string(
+    served: tuple[RunningServer, FaultInjector, RequestLog],
+) -> None:
+    server, faults, log = served
+    faults.fail_next(1, status=500, path="/pods$", query="(^|&)watch=true(&|$)")
+    faults.reset_next(1, path="/nodes$", query="limit=")
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/pods").status_code == 200
+        assert client.get("/pods", params={"limit": "5"}).status_code == 200
+        assert client.get("/pods", params={"watch": "true"}).status_code == 500
+        assert client.get("/pods", params={"watch": "true"}).status_code == 200
+        assert client.get("/nodes").status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get("/nodes", params={"limit": "1"})
+    assert log.records[2].query == "watch=true"
+
+
+def test_take_without_a_query_still_matches_rules_without_one() -> None:
+    faults = FaultInjector()
+    plain = faults.fail_next(1, status=500, path="/x")
+    assert faults.take("GET", "/x") == (0.0, plain)
+    queried = faults.configure({"action": "fail", "status": 429, "query": "^watch=1$"})
+    assert faults.take("GET", "/x") == (0.0, None)
+    assert faults.take("GET", "/x", query="watch=1") == (0.0, queried)

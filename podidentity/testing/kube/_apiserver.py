@@ -43,7 +43,7 @@ from typing import Any
 
 import attrs
 
-from . import _crd
+from . import _apply, _crd
 from ._errors import APIError
 from ._fields import FieldSelector
 from ._patch import apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
@@ -408,9 +408,9 @@ class APIServer:
             existing = self._resources.get((served.group, served.plural))
             if existing is not None:
                 store = self.store.of(existing)
-                for key in list(store.objects):
-                    obj = json.loads(store.objects[key].raw)
-                    self._commit(existing, "DELETED", obj, None, dry_run=False)
+                for stored in list(store.objects.values()):
+                    obj = json.loads(stored.raw)
+                    self._commit(existing, "DELETED", obj, stored.obj, dry_run=False)
                 self.remove_resource(existing)
         else:
             self.add_resource(served)
@@ -423,7 +423,7 @@ class APIServer:
     def get_stored(self, resource: ResourceType, name: str, namespace: str | None) -> Stored:
         """The committed object, or 404."""
         if resource.virtual:
-            raise APIError(405, "MethodNotAllowed", "the server does not allow this method")
+            raise APIError.method_not_allowed()
         stored = self.store.of(resource).objects.get(self._key(resource, namespace, name))
         if stored is None:
             raise APIError.not_found(resource.group, resource.plural, name)
@@ -569,7 +569,7 @@ class APIServer:
     ) -> Stored:
         """:meth:`create` taking ownership of ``obj`` and returning the committed record."""
         if resource.virtual:
-            raise APIError(405, "MethodNotAllowed", "use the virtual resource's handler")
+            raise APIError.method_not_allowed()
         obj = self._prepare_body(resource, obj, namespace)
         metadata = obj["metadata"]
         namespace = metadata.get("namespace") if resource.namespaced else None
@@ -703,6 +703,11 @@ class APIServer:
                 metadata[field] = old["metadata"][field]
             else:
                 metadata.pop(field, None)
+        if "managedFields" not in metadata and "managedFields" in old["metadata"]:
+            # An update that says nothing about managedFields keeps them (an empty list clears).
+            metadata["managedFields"] = copy.deepcopy(old["metadata"]["managedFields"])
+        elif metadata.get("managedFields") == []:
+            del metadata["managedFields"]
         if resource.namespaced:
             metadata["namespace"] = old["metadata"].get("namespace", "")
         metadata["resourceVersion"] = old["metadata"]["resourceVersion"]
@@ -759,8 +764,12 @@ class APIServer:
         subresource: str | None = None,
         user: UserInfo = ADMIN_USER,
         dry_run: bool = False,
+        field_manager: str | None = None,
     ) -> dict[str, Any]:
-        """Patch an object; ``patch_type`` is ``json``, ``merge``, ``strategic`` or ``apply``."""
+        """Patch an object; ``patch_type`` is ``json``, ``merge``, ``strategic`` or ``apply``.
+
+        ``apply`` needs a ``field_manager``, as on the real server.
+        """
         stored = await self.patch_stored(
             self.resource(resource),
             name,
@@ -770,6 +779,7 @@ class APIServer:
             subresource=subresource,
             user=user,
             dry_run=dry_run,
+            field_manager=field_manager,
         )
         return json.loads(stored.raw)  # type: ignore[no-any-return]
 
@@ -785,14 +795,28 @@ class APIServer:
         user: UserInfo,
         dry_run: bool = False,
         strict: bool = False,
+        field_manager: str | None = None,
     ) -> Stored:
         """:meth:`patch` taking ownership of ``patch``.
 
-        Server-side apply (``apply``) is create-or-merge: it creates a missing object and
-        otherwise merges the applied configuration (strategic merge for built-in kinds, JSON
-        merge for custom resources). ``managedFields`` are not tracked, so fields dropped from
-        an applied configuration are not removed and there are no field-manager conflicts.
+        Server-side apply (``apply``) creates a missing object, and otherwise first removes the
+        fields this ``field_manager`` applied before and no longer applies (unless another
+        applier owns them too), then merges the configuration (strategic merge for built-in
+        kinds, JSON merge for custom resources). Only ``Apply`` operations are recorded in
+        ``managedFields`` (see ``_apply.py``), and there are no field-manager conflicts.
         """
+        if patch_type == "apply":
+            return await self._apply(
+                resource,
+                name,
+                namespace,
+                patch,
+                subresource=subresource,
+                user=user,
+                dry_run=dry_run,
+                strict=strict,
+                field_manager=field_manager,
+            )
         if patch_type not in PATCH_TYPES:
             raise APIError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type!r}")
         builtin = resource.schema is None
@@ -806,26 +830,98 @@ class APIServer:
             )
         key = self._key(resource, namespace, name)
         if resource.virtual:
-            raise APIError(405, "MethodNotAllowed", "the server does not allow this method")
+            raise APIError.method_not_allowed()
         current = self.store.of(resource).objects.get(key)
         if current is None:
-            if patch_type == "apply" and subresource is None:
-                if not isinstance(patch, dict):
-                    raise APIError.bad_request("apply patch must be an object")
-                patch.setdefault("metadata", {}).setdefault("name", name)
-                return await self.create_stored(
-                    resource, patch, namespace=namespace, user=user, dry_run=dry_run, strict=strict
-                )
             raise APIError.not_found(resource.group, resource.plural, name)
         base = json.loads(current.raw)
         if patch_type == "json":
             patched = apply_json_patch(base, patch)
-        elif patch_type == "merge" or (patch_type == "apply" and not builtin):
-            if patch_type == "apply" and isinstance(patch, dict):
-                patch.get("metadata", {}).pop("resourceVersion", None)
+        elif patch_type == "merge":
             patched = apply_merge_patch(base, patch)
         else:
             patched = apply_strategic_merge_patch(base, patch)
+        return await self._update_patched(
+            resource,
+            name,
+            namespace,
+            patched,
+            subresource=subresource,
+            user=user,
+            dry_run=dry_run,
+            strict=strict,
+        )
+
+    async def _apply(
+        self,
+        resource: ResourceType,
+        name: str,
+        namespace: str | None,
+        config: Any,
+        *,
+        subresource: str | None,
+        user: UserInfo,
+        dry_run: bool,
+        strict: bool,
+        field_manager: str | None,
+    ) -> Stored:
+        if not field_manager:
+            raise APIError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
+                "required for apply patch",
+            )
+        if not isinstance(config, dict):
+            raise APIError.bad_request("apply patch must be an object")
+        if resource.virtual:
+            raise APIError.method_not_allowed()
+        metadata = config.setdefault("metadata", {})
+        for field in ("resourceVersion", "managedFields"):
+            metadata.pop(field, None)
+        by_key = resource.schema is None
+        current = self.store.of(resource).objects.get(self._key(resource, namespace, name))
+        if current is None:
+            if subresource is not None:
+                raise APIError.not_found(resource.group, resource.plural, name)
+            metadata.setdefault("name", name)
+            _apply.record_apply(
+                config, field_manager, copy.deepcopy(config), by_key=by_key, now=now_rfc3339()
+            )
+            return await self.create_stored(
+                resource, config, namespace=namespace, user=user, dry_run=dry_run, strict=strict
+            )
+        base = json.loads(current.raw)
+        owners = _apply.owned_by(base)
+        mine = owners.pop(field_manager, set())
+        others = set().union(*owners.values())
+        _apply.drop_fields(base, mine - _apply.applied_fields(config, by_key=by_key) - others)
+        merge = apply_strategic_merge_patch if by_key else apply_merge_patch
+        patched = merge(base, config)
+        _apply.record_apply(patched, field_manager, config, by_key=by_key, now=now_rfc3339())
+        return await self._update_patched(
+            resource,
+            name,
+            namespace,
+            patched,
+            subresource=subresource,
+            user=user,
+            dry_run=dry_run,
+            strict=strict,
+        )
+
+    async def _update_patched(
+        self,
+        resource: ResourceType,
+        name: str,
+        namespace: str | None,
+        patched: Any,
+        *,
+        subresource: str | None,
+        user: UserInfo,
+        dry_run: bool,
+        strict: bool,
+    ) -> Stored:
         if not isinstance(patched, dict):
             raise APIError.bad_request("the patch produced something that is not an object")
         return await self.update_stored(

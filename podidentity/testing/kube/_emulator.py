@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import shutil
 import tempfile
@@ -27,16 +28,42 @@ from ._store import encode
 __all__ = ["KubeEmulator"]
 
 _T = TypeVar("_T")
-_METHODS = {
-    "get": ("GET", True),
-    "list": ("GET", False),
-    "watch": ("GET", False),
-    "create": ("POST", False),
-    "update": ("PUT", True),
-    "patch": ("PATCH", True),
-    "delete": ("DELETE", True),
-    "deletecollection": ("DELETE", False),
+#: A query string holding a true ``watch`` parameter, read as the API server reads booleans:
+#: present and neither ``0`` nor ``false`` (any case); ``?watch`` alone is true.
+_WATCH_QUERY = r"(?:^|&)watch(?:=(?!(?i:0|false)(?:&|$))[^&]*)?(?:&|$)"
+#: verb -> (HTTP method, whether the path names an object, query regex or None).
+_VERBS: dict[str, tuple[str, bool, str | None]] = {
+    "get": ("GET", True, None),
+    "list": ("GET", False, rf"^(?!.*{_WATCH_QUERY})"),
+    "watch": ("GET", False, _WATCH_QUERY),
+    "create": ("POST", False, None),
+    "update": ("PUT", True, None),
+    "patch": ("PATCH", True, None),
+    "delete": ("DELETE", True, None),
+    "deletecollection": ("DELETE", False, None),
 }
+
+
+def _resource_path(resource: str, group: str | None, named: bool | None) -> str:
+    """A regex for the URL paths of ``resource``: collection, object, or both (``None``).
+
+    Namespaces need care: ``/api/v1/namespaces/x/pods`` is a pod list, not a namespace, so a
+    namespace's only subresources are ``status`` and ``finalize``.
+    """
+    if group is None:
+        prefix = r"/(api/v1|apis/[^/]+/[^/]+)"
+    elif group == "":
+        prefix = r"/api/v1"
+    else:
+        prefix = rf"/apis/{re.escape(group)}/[^/]+"
+    if resource == "namespaces":
+        scope, subresource = "", r"(/(status|finalize))?"
+    else:
+        scope, subresource = r"(/namespaces/[^/]+)?", r"(/[^/]+)?"
+    collection = rf"^{prefix}{scope}/{re.escape(resource)}"
+    if named is None:
+        return rf"{collection}(/[^/]+{subresource})?$"
+    return rf"{collection}/[^/]+{subresource}$" if named else rf"{collection}$"
 
 
 def _error_body(status: int, message: str) -> tuple[bytes, str]:
@@ -296,8 +323,12 @@ class KubeEmulator:
         namespace: str | None = None,
         patch_type: str = "merge",
         subresource: str | None = None,
+        field_manager: str = "kube-emulator",
     ) -> dict[str, Any]:
-        """Patch an object (``patch_type``: ``merge``, ``json``, ``strategic``, ``apply``)."""
+        """Patch an object (``patch_type``: ``merge``, ``json``, ``strategic``, ``apply``).
+
+        ``field_manager`` names the applier of an ``apply`` (server-side apply).
+        """
         return self.call(
             self.apiserver.patch(
                 resource,
@@ -306,6 +337,7 @@ class KubeEmulator:
                 namespace=namespace,
                 patch_type=patch_type,
                 subresource=subresource,
+                field_manager=field_manager,
             )
         )
 
@@ -332,28 +364,22 @@ class KubeEmulator:
     ) -> Fault:
         """Fail the next ``count`` requests for ``resource`` (plural) and ``verb``.
 
-        ``list`` and ``watch`` share a path and method, so a ``list`` rule also matches a
-        watch request (and vice versa). ``group=None`` matches the resource in any group.
+        Verbs are told apart like the API server does: ``get`` names an object, ``list`` and
+        ``watch`` do not and differ by the ``watch`` query parameter; ``verb=None`` matches
+        every request to the resource. ``group=None`` matches the resource in any group.
         """
-        if group is None:
-            prefix = r"/(api/v1|apis/[^/]+/[^/]+)"
-        elif group == "":
-            prefix = r"/api/v1"
-        else:
-            prefix = rf"/apis/{group}/[^/]+"
-        scope = r"(/namespaces/[^/]+)?"
-        method = None
-        if verb is None:
-            path = rf"^{prefix}{scope}/{resource}(/|$)"
-        else:
-            method, named = _METHODS[verb]
-            tail = r"/[^/]+(/[^/]+)?$" if named else "$"
-            path = rf"^{prefix}{scope}/{resource}{tail}"
+        method, query = None, None
+        named: bool | None = None
+        if verb is not None:
+            if verb not in _VERBS:
+                raise ValueError(f"unknown verb {verb!r}: use one of {', '.join(_VERBS)}")
+            method, named, query = _VERBS[verb]
         return self.faults.fail_next(
             count,
             status=status,
             method=method,
-            path=path,
+            path=_resource_path(resource, group, named),
+            query=query,
             retry_after=retry_after,
             message=message,
         )

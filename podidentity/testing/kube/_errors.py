@@ -65,36 +65,56 @@ class APIError(Exception):
         return f"APIError({self.code}, {self.reason!r}, {self.message!r})"
 
     @classmethod
-    def not_found(cls, group: str, plural: str, name: str) -> APIError:
-        """404 for a missing object, worded like the real server."""
+    def _about(
+        cls,
+        code: int,
+        reason: str,
+        group: str,
+        plural: str,
+        name: str,
+        *,
+        before: str = "",
+        after: str = "",
+    ) -> APIError:
+        # The real server names the object as `plural.group "name"` and repeats it in details.
         resource = f"{plural}.{group}" if group else plural
         return cls(
-            404,
-            "NotFound",
-            f'{resource} "{name}" not found',
+            code,
+            reason,
+            f'{before}{resource} "{name}"{after}',
             {"name": name, "group": group, "kind": plural},
         )
+
+    @classmethod
+    def not_found(cls, group: str, plural: str, name: str) -> APIError:
+        """404 for a missing object, worded like the real server."""
+        return cls._about(404, "NotFound", group, plural, name, after=" not found")
 
     @classmethod
     def already_exists(cls, group: str, plural: str, name: str) -> APIError:
         """409 AlreadyExists for a create whose name is taken."""
-        resource = f"{plural}.{group}" if group else plural
-        return cls(
-            409,
-            "AlreadyExists",
-            f'{resource} "{name}" already exists',
-            {"name": name, "group": group, "kind": plural},
-        )
+        return cls._about(409, "AlreadyExists", group, plural, name, after=" already exists")
 
     @classmethod
     def conflict(cls, group: str, plural: str, name: str, why: str) -> APIError:
         """409 Conflict for a write based on a stale ``resourceVersion``."""
-        resource = f"{plural}.{group}" if group else plural
-        return cls(
+        return cls._about(
             409,
             "Conflict",
-            f'Operation cannot be fulfilled on {resource} "{name}": {why}',
-            {"name": name, "group": group, "kind": plural},
+            group,
+            plural,
+            name,
+            before="Operation cannot be fulfilled on ",
+            after=f": {why}",
+        )
+
+    @classmethod
+    def method_not_allowed(cls) -> APIError:
+        """405 for a verb the resource does not serve."""
+        return cls(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
         )
 
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import contextlib
 import json
 import time
@@ -24,10 +25,10 @@ from . import _discovery, _openapi
 from ._apiserver import ADMIN_USER, APIRequest, APIServer, UserInfo
 from ._errors import APIError, status_body
 from ._resources import ResourceType
-from ._store import Event, Watcher, encode
+from ._store import Event, Stored, Watcher, encode
 from ._table import table
 
-__all__ = ["RestApp"]
+__all__ = ["RestApp", "query_flag"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -65,13 +66,31 @@ def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
         raise APIError.bad_request(f"invalid continue token: {err}") from err
 
 
+def query_flag(query: Mapping[str, str], name: str) -> bool:
+    """A boolean query parameter read like the API server does.
+
+    Only an absent parameter, ``0`` or ``false`` (any case) are false: ``watch=True`` from the
+    Python client, ``watch=1`` and a bare ``?watch`` are all watches.
+    """
+    value = query.get(name)
+    return value is not None and value != "0" and value.lower() != "false"
+
+
+def _parse_query(raw: str) -> dict[str, str]:
+    # The first value wins and blank values count, as in the API server's parameter decoding.
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(raw, keep_blank_values=True):
+        query.setdefault(name, value)
+    return query
+
+
 class _Request:
     __slots__ = ("headers", "method", "path", "query", "receive", "user")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        self.query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        self.query = _parse_query(scope.get("query_string", b"").decode("latin-1"))
         self.headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
         }
@@ -238,6 +257,25 @@ class RestApp:
         else:
             raise APIError(404, "NotFound", "the server could not find the requested resource")
 
+    async def _send_table(
+        self,
+        send: Send,
+        request: _Request,
+        resource: ResourceType,
+        objects: list[dict[str, Any]],
+        rv: int,
+        **options: Any,
+    ) -> None:
+        """Answer with a server-side ``Table`` (what kubectl ``get`` asks for)."""
+        doc = table(
+            resource,
+            objects,
+            resource_version=str(rv),
+            include_object=request.query.get("includeObject", "Metadata"),
+            **options,
+        )
+        await self._json(send, 200, doc)
+
     async def _json(self, send: Send, status: int, payload: Any) -> None:
         await _respond(send, status, encode(payload))
 
@@ -290,7 +328,7 @@ class RestApp:
         strict = request.query.get("fieldValidation") == "Strict"
         if name is None:
             if method == "GET":
-                if request.query.get("watch") in ("true", "1"):
+                if query_flag(request.query, "watch"):
                     await self._watch(request, send, resource, namespace)
                 else:
                     await self._list(request, send, resource, namespace)
@@ -303,25 +341,12 @@ class RestApp:
             elif method == "DELETE":
                 await self._delete_collection(request, send, resource, namespace, user, dry_run)
             else:
-                raise APIError(
-                    405,
-                    "MethodNotAllowed",
-                    "the server does not allow this method on the requested resource",
-                )
+                raise APIError.method_not_allowed()
             return
         if method == "GET":
             stored = api.get_stored(resource, name, namespace)
             if request.wants_table():
-                await self._json(
-                    send,
-                    200,
-                    table(
-                        resource,
-                        [stored.obj],
-                        resource_version=str(stored.rv),
-                        include_object=request.query.get("includeObject", "Metadata"),
-                    ),
-                )
+                await self._send_table(send, request, resource, [stored.obj], stored.rv)
             else:
                 await _respond(send, 200, stored.raw)
         elif method == "PUT":
@@ -359,6 +384,7 @@ class RestApp:
                 user=user,
                 dry_run=dry_run,
                 strict=strict,
+                field_manager=request.query.get("fieldManager"),
             )
             await _respond(send, 200 if existed else 201, stored.raw)
         elif method == "DELETE":
@@ -379,11 +405,7 @@ class RestApp:
             )
             await _respond(send, 202 if lingering and not dry_run else 200, stored.raw)
         else:
-            raise APIError(
-                405,
-                "MethodNotAllowed",
-                "the server does not allow this method on the requested resource",
-            )
+            raise APIError.method_not_allowed()
 
     def _selected(self, request: _Request, resource: ResourceType, namespace: str | None) -> Any:
         return self.apiserver.select(
@@ -400,10 +422,14 @@ class RestApp:
         limit = int(request.query.get("limit", "0") or 0)
         token = request.query.get("continue")
         list_rv = self.apiserver.store.rv
-        start: tuple[str, str] | None = None
+        objects: Mapping[tuple[str, str], Stored] = store.objects
+        keys = store.sorted_keys()
         if token:
+            # Later pages come from the first page's snapshot, as etcd serves them at the
+            # list's resourceVersion: nothing is skipped or seen twice while writers run.
             list_rv, start = _decode_continue(token)
-            if list_rv < store.window_start:
+            snapshot = store.snapshot(list_rv)
+            if snapshot is None:
                 raise APIError.gone(
                     "The provided continue parameter is too old to display a consistent list "
                     "result. You can start a new list without the continue parameter, or use the "
@@ -412,8 +438,8 @@ class RestApp:
                     "that were created, modified, or deleted between the time the first chunk was "
                     "returned and now may show up in the list."
                 )
-        keys = store.keys_after(start)
-        objects = store.objects
+            objects, keys = snapshot
+            keys = keys[bisect.bisect_right(keys, start) :]
         selected: list[Any] = []
         next_key: tuple[str, str] | None = None
         remaining = 0
@@ -435,17 +461,14 @@ class RestApp:
             selected.append((key, stored))
         continue_token = _encode_continue(list_rv, next_key) if next_key else ""
         if request.wants_table():
-            await self._json(
+            await self._send_table(
                 send,
-                200,
-                table(
-                    resource,
-                    [s.obj for _, s in selected],
-                    resource_version=str(list_rv),
-                    include_object=request.query.get("includeObject", "Metadata"),
-                    continue_token=continue_token,
-                    headers=not token,
-                ),
+                request,
+                resource,
+                [s.obj for _, s in selected],
+                list_rv,
+                continue_token=continue_token,
+                headers=not token,
             )
             return
         meta: dict[str, Any] = {"resourceVersion": str(list_rv)}
@@ -507,8 +530,8 @@ class RestApp:
         predicate = self._selected(request, resource, namespace)
         store = api.store.of(resource)
         rv_text = query.get("resourceVersion", "")
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
-        send_initial = query.get("sendInitialEvents") in ("true", "1")
+        bookmarks = query_flag(query, "allowWatchBookmarks")
+        send_initial = query_flag(query, "sendInitialEvents")
         timeout = float(query.get("timeoutSeconds") or _DEFAULT_WATCH_TIMEOUT)
         watcher = Watcher(
             namespace=namespace if resource.namespaced else None,

@@ -14,7 +14,6 @@ server does when a watcher cannot keep up with its watch cache).
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -160,13 +159,6 @@ class ResourceStore:
             self._sorted = sorted(self.objects)
         return self._sorted
 
-    def keys_after(self, start: Key | None) -> list[Key]:
-        """Sorted keys strictly after ``start``."""
-        keys = self.sorted_keys()
-        if start is None:
-            return keys
-        return keys[bisect.bisect_right(keys, start) :]
-
     def record(self, event: Event) -> None:
         """Append to history (dropping the oldest beyond the window) and fan out."""
         history = self.history
@@ -187,6 +179,32 @@ class ResourceStore:
             found.append(event)
         found.reverse()
         return found
+
+    def snapshot(self, rv: int) -> tuple[Mapping[Key, Stored], list[Key]] | None:
+        """The objects as they were at ``rv`` and their sorted keys (for continue pages).
+
+        Built by undoing the history after ``rv``: the first later event of each key tells
+        what the key held at ``rv`` (nothing, for ``ADDED``; its ``old`` object otherwise).
+        ``None`` when the window no longer reaches back to ``rv``.
+        """
+        events = self.events_after(rv)
+        if events is None:
+            return None
+        if not events:
+            return self.objects, self.sorted_keys()
+        before: dict[Key, dict[str, Any] | None] = {}
+        for event in events:
+            metadata = event.obj["metadata"]
+            key = (metadata.get("namespace", "") or "", metadata["name"])
+            if key not in before:
+                before[key] = None if event.type == "ADDED" else event.old
+        objects = dict(self.objects)
+        for key, old in before.items():
+            if old is None:
+                objects.pop(key, None)
+            else:
+                objects[key] = Stored(old, encode(old), int(old["metadata"]["resourceVersion"]))
+        return objects, sorted(objects)
 
     def expire(self, rv: int) -> None:
         """Forget history up to ``rv`` (resumes from before it get 410)."""

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from podidentity.models._time import parse_rfc3339
 from podidentity.testing._jwt import JwtSigner
 
 from ._apiserver import APIRequest, APIServer, Authenticator, UserInfo
@@ -76,7 +77,7 @@ def _epoch(timestamp: Any) -> float | None:
     if not isinstance(timestamp, str) or not timestamp:
         return None
     try:
-        parsed = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        parsed = parse_rfc3339(timestamp)
     except ValueError:
         return None
     if parsed.tzinfo is None:

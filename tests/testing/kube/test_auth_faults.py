@@ -133,3 +133,60 @@ def test_http_controls(kube: KubeEmulator, core: kubernetes.client.CoreV1Api) ->
         "default", watch=True, resource_version=rv, _preload_content=False, timeout_seconds=1
     )
     assert '"code":410' in raw.data.decode()
+
+
+def test_fail_next_tells_list_from_watch(
+    kube: KubeEmulator, core: kubernetes.client.CoreV1Api
+) -> None:
+    core.create_namespaced_pod("default", pod("web"))
+    kube.fail_next("pods", "list", status=500)
+    # The watch is not a list: it streams while the list rule waits for its request.
+    events = kubernetes.watch.Watch().stream(core.list_namespaced_pod, "default", timeout_seconds=1)
+    assert [e["object"].metadata.name for e in events] == ["web"]
+    with pytest.raises(ApiException) as failed_list:
+        core.list_namespaced_pod("default")
+    assert failed_list.value.status == 500
+    kube.fail_next("pods", "watch", status=429)
+    assert [p.metadata.name for p in core.list_namespaced_pod("default").items] == ["web"]
+    with pytest.raises(ApiException) as failed_watch:
+        core.list_namespaced_pod("default", watch=True, timeout_seconds=1)
+    assert failed_watch.value.status == 429
+
+
+@pytest.mark.parametrize(
+    ("query", "verb"),
+    [
+        ("", "list"),
+        ("limit=5&watch=false", "list"),
+        ("watch=0", "list"),
+        ("watch=FALSE&limit=1", "list"),
+        ("watch=true", "watch"),
+        ("watch=True&resourceVersion=5", "watch"),
+        ("allowWatchBookmarks=true&watch=1", "watch"),
+        ("watch", "watch"),
+        ("watch=", "watch"),
+    ],
+)
+def test_list_and_watch_rules_read_the_watch_parameter_like_the_server(
+    kube: KubeEmulator, query: str, verb: str
+) -> None:
+    rules = {v: kube.fail_next("pods", v, count=0) for v in ("list", "watch")}
+    _, failing = kube.faults.take("GET", "/api/v1/namespaces/default/pods", "", query)
+    assert failing is rules[verb]
+
+
+def test_fail_next_on_namespaces_leaves_their_contents_alone(
+    kube: KubeEmulator, core: kubernetes.client.CoreV1Api
+) -> None:
+    kube.fail_next("namespaces", status=503, count=0)
+    kube.fail_next("pods", "get", status=500, count=0)
+    assert core.list_namespaced_pod("default").items == []
+    assert core.list_namespaced_config_map("default").items == []
+    with pytest.raises(ApiException) as failed:
+        core.read_namespace("default")
+    assert failed.value.status == 503
+    with pytest.raises(ApiException) as status_failed:
+        core.read_namespace_status("default")
+    assert status_failed.value.status == 503
+    with pytest.raises(ValueError, match="unknown verb"):
+        kube.fail_next("pods", "explode")

@@ -190,3 +190,21 @@ def test_get_watch_prints_changes(cluster: KubeEmulator) -> None:
             assert any(line.split()[:1] == ["watched"] for line in lines), lines
         finally:
             process.kill()
+
+
+def test_server_side_apply_removes_what_the_manifest_dropped(
+    kubectl: Kubectl, cluster: KubeEmulator
+) -> None:
+    labelled = BINDING.replace("metadata:\n", "metadata:\n  labels:\n    team: a\n").replace(
+        "demo-azure-id-binding", "ssa-binding"
+    )
+    assert (
+        "serverside-applied" in kubectl("apply", "--server-side", "-f", "-", stdin=labelled).stdout
+    )
+    stored = cluster.get("azureidentitybindings", "ssa-binding", namespace="default")
+    assert stored["metadata"]["labels"] == {"team": "a"}
+    assert stored["metadata"]["managedFields"][0]["manager"] == "kubectl"
+    unlabelled = labelled.replace("  labels:\n    team: a\n", "")
+    kubectl("apply", "--server-side", "-f", "-", stdin=unlabelled)
+    stored = cluster.get("azureidentitybindings", "ssa-binding", namespace="default")
+    assert "labels" not in stored["metadata"]

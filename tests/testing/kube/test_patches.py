@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import kubernetes
@@ -103,6 +104,21 @@ def test_each_patch_type_over_http(kube: KubeEmulator, core: kubernetes.client.C
     assert [c["name"] for c in merged.json()["spec"]["containers"]] == ["only"]
 
 
+def _apply(
+    kube: KubeEmulator, path: str, body: dict[str, Any], manager: str | None = "test"
+) -> httpx.Response:
+    with httpx.Client(base_url=kube.url) as http:
+        return http.patch(
+            path,
+            params={"fieldManager": manager} if manager else {},
+            headers={"Content-Type": "application/apply-patch+yaml"},
+            content=yaml.safe_dump(body),
+        )
+
+
+_CFG = "/api/v1/namespaces/default/configmaps/cfg"
+
+
 def test_server_side_apply_creates_then_merges(kube: KubeEmulator) -> None:
     manifest = {
         "apiVersion": "v1",
@@ -110,20 +126,85 @@ def test_server_side_apply_creates_then_merges(kube: KubeEmulator) -> None:
         "metadata": {"name": "cfg"},
         "data": {"a": "1"},
     }
-
-    def apply(body: dict[str, object]) -> httpx.Response:
-        with httpx.Client(base_url=kube.url) as http:
-            return http.patch(
-                "/api/v1/namespaces/default/configmaps/cfg",
-                params={"fieldManager": "test"},
-                headers={"Content-Type": "application/apply-patch+yaml"},
-                content=yaml.safe_dump(body),
-            )
-
-    created = apply(manifest)
+    created = _apply(kube, _CFG, manifest)
     assert created.status_code == 201
     assert created.json()["data"] == {"a": "1"}
-    assert apply({**manifest, "data": {"b": "2"}}).json()["data"] == {"a": "1", "b": "2"}
+    [entry] = created.json()["metadata"]["managedFields"]
+    assert entry["manager"] == "test"
+    assert entry["operation"] == "Apply"
+    assert entry["fieldsV1"] == {"f:data": {"f:a": {}}}
+    # Another applier's fields merge in and are kept.
+    other = _apply(kube, _CFG, {**manifest, "data": {"b": "2"}}, manager="other")
+    assert other.json()["data"] == {"a": "1", "b": "2"}
+
+
+def test_reapply_removes_the_fields_the_same_manager_dropped(kube: KubeEmulator) -> None:
+    manifest: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cfg", "labels": {"app": "web", "tier": "front"}},
+        "data": {"a": "1", "b": "2"},
+    }
+    _apply(kube, _CFG, manifest)
+    # A field set by someone else (an update, not an apply) is not the applier's to remove.
+    kube.patch("configmaps", "cfg", {"data": {"c": "3"}}, namespace="default")
+    _apply(kube, _CFG, {**manifest, "metadata": {"name": "cfg"}, "data": {"z": "9"}}, "other")
+    manifest["metadata"]["labels"] = {"app": "web"}
+    manifest["data"] = {"a": "1"}
+    reapplied = _apply(kube, _CFG, manifest).json()
+    assert reapplied["metadata"]["labels"] == {"app": "web"}
+    assert reapplied["data"] == {"a": "1", "c": "3", "z": "9"}
+    # Dropping every label removes the map; the same manifest again changes nothing.
+    del manifest["metadata"]["labels"]
+    unlabelled = _apply(kube, _CFG, manifest).json()
+    assert "labels" not in unlabelled["metadata"]
+    again = _apply(kube, _CFG, manifest).json()
+    assert again["metadata"]["resourceVersion"] == unlabelled["metadata"]["resourceVersion"]
+
+
+def test_reapply_removes_list_items_by_merge_key(kube: KubeEmulator) -> None:
+    path = "/api/v1/namespaces/default/pods/web"
+    manifest = pod("web")
+    manifest["spec"]["containers"] = [
+        {"name": "app", "image": "nginx", "env": [{"name": "A", "value": "1"}]},
+        {"name": "sidecar", "image": "envoy"},
+    ]
+    assert _apply(kube, path, manifest).status_code == 201
+    manifest["spec"]["containers"] = [{"name": "app", "image": "nginx"}]
+    containers = _apply(kube, path, manifest).json()["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["app"]
+    assert "env" not in containers[0]
+    assert containers[0]["imagePullPolicy"] == "Always"  # defaulted by the server, not applied
+
+
+def test_reapply_of_a_custom_object_removes_dropped_fields(kube: KubeEmulator) -> None:
+    path = "/apis/aadpodidentity.k8s.io/v1/namespaces/default/azureidentities/id"
+    manifest: dict[str, Any] = {
+        "apiVersion": "aadpodidentity.k8s.io/v1",
+        "kind": "AzureIdentity",
+        "metadata": {"name": "id"},
+        "spec": {"type": 0, "resourceID": "r", "clientID": "c"},
+    }
+    _apply(kube, path, manifest)
+    manifest["spec"] = {"type": 0, "resourceID": "r"}
+    assert _apply(kube, path, manifest).json()["spec"] == {"type": 0, "resourceID": "r"}
+
+
+def test_apply_needs_a_field_manager_and_updates_keep_managed_fields(
+    kube: KubeEmulator, core: kubernetes.client.CoreV1Api
+) -> None:
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}}
+    refused = _apply(kube, _CFG, manifest, manager=None)
+    assert refused.status_code == 422
+    assert "fieldManager: Required value" in refused.json()["message"]
+    _apply(kube, _CFG, {**manifest, "data": {"a": "1"}})
+    current = core.read_namespaced_config_map("cfg", "default")
+    current.metadata.managed_fields = None
+    current.data = {"a": "1", "b": "2"}
+    replaced = core.replace_namespaced_config_map("cfg", "default", current)
+    assert [m.manager for m in replaced.metadata.managed_fields] == ["test"]
+    # The applier still owns only "a": dropping it keeps "b".
+    assert _apply(kube, _CFG, manifest).json()["data"] == {"b": "2"}
 
 
 def test_strategic_patch_of_custom_object_is_415(kube: KubeEmulator) -> None:

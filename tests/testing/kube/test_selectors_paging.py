@@ -76,17 +76,22 @@ def test_bad_label_selector_is_bad_request(core: kubernetes.client.CoreV1Api) ->
     assert caught.value.status == 400
 
 
-def test_paging_walks_everything_once(
-    kube: KubeEmulator, core: kubernetes.client.CoreV1Api
-) -> None:
-    for index in range(7):
+def _config_maps(kube: KubeEmulator, *names: str) -> None:
+    for name in names:
         kube.create(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
-                "metadata": {"name": f"cm-{index}", "namespace": "default"},
+                "metadata": {"name": name, "namespace": "default"},
+                "data": {"v": "1"},
             }
         )
+
+
+def test_paging_walks_everything_once(
+    kube: KubeEmulator, core: kubernetes.client.CoreV1Api
+) -> None:
+    _config_maps(kube, *(f"cm-{index}" for index in range(7)))
     first = core.list_namespaced_config_map("default", limit=3)
     assert len(first.items) == 3
     assert first.metadata.remaining_item_count == 4
@@ -101,24 +106,51 @@ def test_paging_walks_everything_once(
 
 
 def test_expired_continue_is_410(kube: KubeEmulator, core: kubernetes.client.CoreV1Api) -> None:
-    for index in range(3):
-        kube.create(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": f"cm-{index}", "namespace": "default"},
-            }
-        )
+    _config_maps(kube, "cm-0", "cm-1", "cm-2")
     first = core.list_namespaced_config_map("default", limit=1)
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "later", "namespace": "default"},
-        }
-    )
+    _config_maps(kube, "later")
     kube.expire_watch_window()
     with pytest.raises(ApiException) as caught:
         core.list_namespaced_config_map("default", limit=1, _continue=first.metadata._continue)
     assert caught.value.status == 410
     assert json.loads(caught.value.body)["reason"] == "Expired"
+
+
+def test_later_pages_show_the_first_pages_snapshot(
+    kube: KubeEmulator, core: kubernetes.client.CoreV1Api
+) -> None:
+    _config_maps(kube, *(f"cm-{index}" for index in range(6)))
+    first = core.list_namespaced_config_map("default", limit=2)
+    versions = {c.metadata.name: c.metadata.resource_version for c in first.items}
+    before = {c["metadata"]["name"]: c for c in kube.list("configmaps", namespace="default")}
+    # Writers run between the pages: every kind of change, before and after the cursor.
+    kube.delete("configmaps", "cm-3", namespace="default")
+    kube.patch("configmaps", "cm-4", {"data": {"v": "2"}}, namespace="default")
+    _config_maps(kube, "cm-2a", "cm-9")
+    kube.delete("configmaps", "cm-5", namespace="default")
+    _config_maps(kube, "cm-5")
+    pages = [first]
+    while pages[-1].metadata._continue:
+        pages.append(
+            core.list_namespaced_config_map(
+                "default", limit=2, _continue=pages[-1].metadata._continue
+            )
+        )
+    later = [c for page in pages[1:] for c in page.items]
+    assert _names(later) == ["cm-2", "cm-3", "cm-4", "cm-5"]
+    for item in later:
+        assert item.data == {"v": "1"}
+        assert item.metadata.uid == before[item.metadata.name]["metadata"]["uid"]
+        versions[item.metadata.name] = item.metadata.resource_version
+    assert all(int(v) <= int(first.metadata.resource_version) for v in versions.values())
+    assert {p.metadata.resource_version for p in pages} == {first.metadata.resource_version}
+    # A new list sees the present.
+    assert _names(core.list_namespaced_config_map("default").items) == [
+        "cm-0",
+        "cm-1",
+        "cm-2",
+        "cm-2a",
+        "cm-4",
+        "cm-5",
+        "cm-9",
+    ]

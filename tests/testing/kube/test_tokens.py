@@ -8,6 +8,7 @@ issuer), on top of the pure checks in ``test_claims.py``.
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 import time
 from collections.abc import Iterator
@@ -46,16 +47,7 @@ def cluster(kube: KubeEmulator) -> Cluster:
     return kube.cluster
 
 
-@pytest.fixture(scope="module")
-def api_client(kube: KubeEmulator) -> Iterator[kubernetes.client.ApiClient]:
-    client = kubernetes.config.new_client_from_config(config_file=str(kube.kubeconfig_path))
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def core(api_client: kubernetes.client.ApiClient) -> kubernetes.client.CoreV1Api:
-    return kubernetes.client.CoreV1Api(api_client)
+# ``api_client`` and ``core`` come from conftest.py, over this module's HTTPS emulator.
 
 
 @pytest.fixture
@@ -493,3 +485,27 @@ def test_deletion_timestamps_are_read_leniently() -> None:
     assert _epoch("1970-01-01T00:01:00") == 60.0
     assert _epoch("yesterday") is None
     assert _epoch(None) is None
+
+
+def test_tokens_are_never_logged(
+    kube: KubeEmulator,
+    core: kubernetes.client.CoreV1Api,
+    authn: kubernetes.client.AuthenticationV1Api,
+    ns: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        token = request_token(core, ns, audiences=[AZURE], boundObjectRef=pod_ref(core, ns))
+        secret = token.status.token
+        review = authn.create_token_review({"spec": {"token": secret, "audiences": [AZURE]}})
+        assert review.status.authenticated
+        # A request authenticated by the token: its header is masked in the request log.
+        with httpx.Client(verify=ssl.create_default_context(cafile=kube.ca_bundle)) as http:
+            http.get(
+                f"{kube.url}/api/v1/namespaces/{ns}/pods",
+                headers={"Authorization": f"Bearer {secret}"},
+            )
+    assert any("issued service-account token" in r.getMessage() for r in caplog.records)
+    signature = secret.rsplit(".", 1)[1]
+    assert signature not in caplog.text
+    assert signature not in repr(kube.requests.records)
