@@ -16,15 +16,18 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 __all__ = [
+    "DecodedJwt",
     "InvalidToken",
     "JwtSigner",
     "b64url_decode",
     "b64url_encode",
+    "decode",
     "unverified_claims",
     "verify",
 ]
@@ -111,7 +114,42 @@ class JwtSigner:
         return signing_input + "." + b64url_encode(signature)
 
 
-def _split(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+@attrs.frozen(repr=False)
+class DecodedJwt:
+    """A compact JWS split into its parts, nothing verified yet.
+
+    Attributes:
+        header: the JOSE header.
+        claims: the payload.
+        signature: the raw signature bytes.
+        signing_input: the first two segments exactly as sent, which is what was signed (some
+            clients keep base64 padding there, so it is not re-encoded).
+    """
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signature: bytes
+    signing_input: bytes
+
+    def __repr__(self) -> str:
+        # Claims can identify a caller; the parts that could be replayed stay out of reprs.
+        return f"DecodedJwt(alg={self.header.get('alg')!r}, iss={self.claims.get('iss')!r})"
+
+    @property
+    def audiences(self) -> list[str]:
+        """The ``aud`` claim as a list (a string or a list of strings on the wire)."""
+        aud = self.claims.get("aud")
+        if isinstance(aud, str):
+            return [aud]
+        return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+
+
+def decode(token: str) -> DecodedJwt:
+    """Split and decode a compact JWS without checking anything.
+
+    Raises:
+        InvalidToken: ``malformed``, when the token is not three base64url JSON-object parts.
+    """
     parts = token.split(".")
     if len(parts) != 3:
         raise InvalidToken("malformed", "a JWT has three dot-separated parts")
@@ -123,12 +161,17 @@ def _split(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
         raise InvalidToken("malformed", "the JWT is not valid base64url JSON") from err
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise InvalidToken("malformed", "the JWT header and payload must be JSON objects")
-    return header, claims, signature, f"{parts[0]}.{parts[1]}".encode("ascii")
+    return DecodedJwt(
+        header=header,
+        claims=claims,
+        signature=signature,
+        signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
+    )
 
 
 def unverified_claims(token: str) -> dict[str, Any]:
     """The payload of a token *without* checking anything: for routing and logs only."""
-    return _split(token)[1]
+    return decode(token).claims
 
 
 def _public_key_from_jwk(jwk: Mapping[str, Any]) -> rsa.RSAPublicKey:
@@ -161,7 +204,9 @@ def verify(
     Raises:
         InvalidToken: with a ``reason`` saying which check failed.
     """
-    header, claims, signature, signing_input = _split(token)
+    decoded = decode(token)
+    header, claims = decoded.header, decoded.claims
+    signature, signing_input = decoded.signature, decoded.signing_input
     if header.get("alg") != "RS256":
         raise InvalidToken(
             "algorithm", f"only RS256 tokens are accepted, got {header.get('alg')!r}"

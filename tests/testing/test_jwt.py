@@ -111,3 +111,20 @@ def test_garbage_never_raises_anything_but_invalid_token(text: str) -> None:
 @given(st.binary(max_size=64))
 def test_b64url_round_trips(data: bytes) -> None:
     assert b64url_decode(b64url_encode(data)) == data
+
+
+def test_decode_splits_without_verifying_and_hides_the_signature() -> None:
+    from podidentity.testing._jwt import decode
+
+    signer = JwtSigner(key_size=1024)
+    token = signer.sign({"iss": "https://issuer", "aud": ["a", "b", 3]})
+    decoded = decode(token)
+    assert decoded.header["kid"] == signer.kid
+    assert decoded.claims["iss"] == "https://issuer"
+    assert decoded.audiences == ["a", "b"]
+    assert decoded.signing_input == token.rsplit(".", 1)[0].encode()
+    assert token.rsplit(".", 1)[1] not in repr(decoded)
+    for bad in ("a.b", "!!.e30.", "W10.e30."):  # parts, base64, JSON objects
+        with pytest.raises(InvalidToken) as caught:
+            decode(bad)
+        assert caught.value.reason == "malformed"

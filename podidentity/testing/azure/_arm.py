@@ -7,7 +7,12 @@ Routes (paths compare case-insensitively, as in ARM; ``api-version`` is required
 - ``GET .../virtualMachineScaleSets/{vmss}/virtualMachines/{instance}``;
 - ``GET .../providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}``.
 
-Every request needs a bearer token of the tenant for the management audience. A write changes
+Every request needs a bearer token of the tenant for the management audience, and a role
+assignment in the world (:meth:`AzureWorld.grant_role`) that allows the action on the requested
+resource: without one ARM answers ``403 AuthorizationFailed``, before telling whether the resource
+group or the resource exists. A write that adds an identity also needs
+``Microsoft.ManagedIdentity/userAssignedIdentities/assign/action`` on that identity (``Managed
+Identity Operator``), else ``403 LinkedAuthorizationFailed`` naming it. A write changes
 the :class:`~podidentity.testing.azure._world.AzureWorld`, so IMDS on the VM (or on every
 instance of the scale set) issues tokens for the new identities. Identity semantics follow ARM:
 ``userAssignedIdentities`` maps resource IDs to ``{}`` to add or ``null`` to remove; ``type``
@@ -40,6 +45,7 @@ from podidentity.testing.azure._http import (
     read_request,
     send_json,
 )
+from podidentity.testing.azure._roles import ASSIGN_IDENTITY_ACTION
 from podidentity.testing.azure._tokens import TokenIssuer
 from podidentity.testing.azure._world import (
     ARM_AUDIENCES,
@@ -121,6 +127,17 @@ def arm_error_body(status: int, message: str) -> tuple[bytes, str]:
     return arm_error_json(_STATUS_CODES.get(status, "BadRequest"), message), "application/json"
 
 
+def _action(method: str, compute: re.Match[str] | None, identity: re.Match[str] | None) -> str:
+    """The RBAC action a request needs (``Microsoft.Compute/virtualMachines/write``, ...)."""
+    verb = "read" if method == "GET" else "write"
+    if identity is not None:
+        return f"Microsoft.ManagedIdentity/userAssignedIdentities/{verb}"
+    assert compute is not None  # one of the two matched
+    if compute["instance"] is not None:
+        return f"Microsoft.Compute/virtualMachineScaleSets/virtualMachines/{verb}"
+    return f"Microsoft.Compute/{_kind_name(compute['kind'])}/{verb}"
+
+
 def _kind_name(kind: str) -> ComputeKind:
     return "virtualMachines" if kind.lower() == "virtualmachines" else "virtualMachineScaleSets"
 
@@ -161,7 +178,10 @@ class ArmService:
             self._identity_failures.clear()
 
     def deny(self, principal_object_id: str) -> None:
-        """Refuse every request of a principal (by object ID) with ``AuthorizationFailed``."""
+        """Refuse every request of a principal (by object ID) with ``AuthorizationFailed``.
+
+        Wins over any role the principal holds (like a deny assignment).
+        """
         with self._lock:
             self._denied.add(principal_object_id.lower())
 
@@ -205,6 +225,7 @@ class ArmService:
             raise ArmError(
                 404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found."
             )
+        self._authorize(claims, _action(request.method, compute_match, identity_match), match)
         if not self.world.has_resource_group(sub, group):
             raise ArmError(
                 404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found."
@@ -222,7 +243,6 @@ class ArmService:
                 f" group '{group}' was not found. For more details please go to"
                 " https://aka.ms/ARMResourceNotFoundFix",
             )
-        self._authorize(claims, request, compute)
         if compute_match["instance"] is not None:
             if request.method != "GET" or kind != "virtualMachineScaleSets":
                 raise ArmError(405, "MethodNotAllowed", "Only GET is emulated for instances.")
@@ -277,21 +297,19 @@ class ArmService:
             )
         return _auth_error("InvalidAuthenticationToken", "The access token is invalid.")
 
-    def _authorize(
-        self, claims: Mapping[str, Any], request: Request, target: ComputeResource
-    ) -> None:
+    def _authorize(self, claims: Mapping[str, Any], action: str, match: re.Match[str]) -> None:
+        """Require a role allowing ``action`` on the requested resource; ``deny()`` wins."""
         oid = str(claims.get("oid", ""))
+        scope = match.group(0).rstrip("/")
         with self._lock:
             denied = oid.lower() in self._denied
-        if denied:
-            action = "read" if request.method == "GET" else "write"
+        if denied or not self.world.roles.allows(oid, action, scope):
             raise ArmError(
                 403,
                 "AuthorizationFailed",
                 f"The client '{claims.get('appid')}' with object id '{oid}' does not have"
-                f" authorization to perform action 'Microsoft.Compute/{target.kind}/{action}' over"
-                f" scope '{target.resource_id}' or the scope is invalid. If access was recently"
-                " granted, please refresh your credentials.",
+                f" authorization to perform action '{action}' over scope '{scope}' or the scope"
+                " is invalid. If access was recently granted, please refresh your credentials.",
             )
 
     # -- writes ------------------------------------------------------------------------------
@@ -334,7 +352,8 @@ class ArmService:
                 f"User Assigned Identities Number '{len(changes)}' Assign exceed limit"
                 f" '{MAX_IDENTITIES_PER_REQUEST}' in one request.",
             )
-        self._check_injected_failures(compute, claims, changes)
+        self._check_linked_authorization(compute, claims, changes)
+        self._check_injected_failures(compute, changes)
         current = {} if replace else dict(compute.user_assigned) if user_enabled else {}
         for resource_id, value in changes.items():
             key = str(resource_id).lower()
@@ -391,31 +410,52 @@ class ArmService:
             )
         return "systemassigned" in parts, "userassigned" in parts
 
-    def _check_injected_failures(
+    def _check_linked_authorization(
         self, compute: ComputeResource, claims: Mapping[str, Any], changes: Mapping[str, Any]
     ) -> None:
+        """Every identity the write adds needs ``assign/action`` for the caller, as in ARM."""
+        oid = str(claims.get("oid", ""))
         with self._lock:
-            failures = dict(self._identity_failures)
-        failing: dict[str, list[str]] = {}
-        for resource_id in changes:
-            code = failures.get(str(resource_id).lower())
-            if code:
-                failing.setdefault(code, []).append(str(resource_id))
-        if "LinkedAuthorizationFailed" in failing:
-            scopes = ",".join(failing["LinkedAuthorizationFailed"])
+            injected = {
+                key
+                for key, code in self._identity_failures.items()
+                if code == "LinkedAuthorizationFailed"
+            }
+        refused = [
+            str(resource_id)
+            for resource_id, value in changes.items()
+            if value is not None
+            and (
+                str(resource_id).lower() in injected
+                or not self.world.roles.allows(oid, ASSIGN_IDENTITY_ACTION, str(resource_id))
+            )
+        ]
+        if refused:
             raise ArmError(
                 403,
                 "LinkedAuthorizationFailed",
-                f"The client '{claims.get('appid')}' with object id '{claims.get('oid')}' has"
-                f" permission to perform action 'Microsoft.Compute/{compute.kind}/write' on scope"
+                f"The client '{claims.get('appid')}' with object id '{oid}' has permission to"
+                f" perform action 'Microsoft.Compute/{compute.kind}/write' on scope"
                 f" '{compute.resource_id}'; however, it does not have permission to perform action"
-                " 'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action' on the linked"
-                f" scope(s) '{scopes}' or the linked scope(s) are invalid.",
+                f" '{ASSIGN_IDENTITY_ACTION}' on the linked scope(s) '{','.join(refused)}' or the"
+                " linked scope(s) are invalid.",
             )
-        if "FailedIdentityOperation" in failing:
-            names = ", ".join(failing["FailedIdentityOperation"])
+
+    def _check_injected_failures(
+        self, compute: ComputeResource, changes: Mapping[str, Any]
+    ) -> None:
+        with self._lock:
+            failing = [
+                str(resource_id)
+                for resource_id in changes
+                if self._identity_failures.get(str(resource_id).lower())
+                == "FailedIdentityOperation"
+            ]
+        if failing:
             raise _identity_operation_failed(
-                compute, "BadRequest", f"Identity operation failed for identities '{names}'."
+                compute,
+                "BadRequest",
+                f"Identity operation failed for identities '{', '.join(failing)}'.",
             )
 
     # -- documents ---------------------------------------------------------------------------

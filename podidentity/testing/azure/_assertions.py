@@ -9,19 +9,22 @@ keeps base64 padding there.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
 
-import attrs
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from podidentity.testing._jwt import b64url_decode
+from podidentity.testing._jwt import DecodedJwt, InvalidToken, b64url_decode, decode
 from podidentity.testing._pki import IssuedCertificate
 
-__all__ = ["InvalidAssertion", "ParsedAssertion", "find_certificate", "parse", "verify_signature"]
+__all__ = [
+    "InvalidAssertion",
+    "ParsedAssertion",
+    "find_certificate",
+    "parse",
+    "verify_signature",
+]
 
 
 class InvalidAssertion(ValueError):
@@ -32,46 +35,16 @@ class InvalidAssertion(ValueError):
         self.reason = reason
 
 
-@attrs.frozen(repr=False)
-class ParsedAssertion:
-    """A JWT split into its parts, not yet verified."""
-
-    header: dict[str, Any]
-    claims: dict[str, Any]
-    signing_input: bytes
-    signature: bytes
-
-    def __repr__(self) -> str:
-        return f"ParsedAssertion(alg={self.header.get('alg')!r}, iss={self.claims.get('iss')!r})"
-
-    @property
-    def audiences(self) -> list[str]:
-        """The ``aud`` claim as a list."""
-        aud = self.claims.get("aud")
-        if isinstance(aud, str):
-            return [aud]
-        return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+#: A client assertion split into its parts (header, claims, signature, signing input).
+ParsedAssertion = DecodedJwt
 
 
 def parse(token: str) -> ParsedAssertion:
     """Split and decode a compact JWS without verifying anything."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise InvalidAssertion("malformed", "a JWT has three dot-separated parts")
     try:
-        header = json.loads(b64url_decode(parts[0]))
-        claims = json.loads(b64url_decode(parts[1]))
-        signature = b64url_decode(parts[2])
-    except ValueError as err:
-        raise InvalidAssertion("malformed", "the JWT is not base64url JSON") from err
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise InvalidAssertion("malformed", "the JWT header and payload must be objects")
-    return ParsedAssertion(
-        header=header,
-        claims=claims,
-        signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
-        signature=signature,
-    )
+        return decode(token)
+    except InvalidToken as err:
+        raise InvalidAssertion(err.reason, str(err)) from err
 
 
 def thumbprint_hex(assertion: ParsedAssertion) -> str:

@@ -332,11 +332,9 @@ class KeyVaultService:
             if taken and name.lower() not in target.certificates:
                 # The certificate's backing secret and key take its name.
                 raise ValueError(f"a secret or key named {name!r} already exists in {vault!r}")
-            existing = target.certificates.get(name.lower())
-            display = existing[0].name if existing else name
             target.add_secret(
                 SecretVersion(
-                    name=display,
+                    name=name,
                     version=version,
                     value=value,
                     created=now,
@@ -346,9 +344,9 @@ class KeyVaultService:
                     tags=dict(tags) if tags is not None else None,
                 )
             )
-            target.keys.setdefault(name.lower(), []).append(
+            target.add_key(
                 KeyVersion(
-                    name=display,
+                    name=name,
                     version=version,
                     private_key=issued.private_key,
                     created=now,
@@ -357,9 +355,9 @@ class KeyVaultService:
                     managed=True,
                 )
             )
-            target.certificates.setdefault(name.lower(), []).append(
+            target.add_certificate(
                 CertificateVersion(
-                    name=display,
+                    name=name,
                     version=version,
                     certificate=issued,
                     content_type=content_type,
@@ -378,10 +376,9 @@ class KeyVaultService:
         version = new_version()
         target = self._vault(vault)
         with target.lock:
-            existing = target.keys.get(name.lower())
-            target.keys.setdefault(name.lower(), []).append(
+            target.add_key(
                 KeyVersion(
-                    name=existing[0].name if existing else name,
+                    name=name,
                     version=version,
                     private_key=private_key,
                     created=now,

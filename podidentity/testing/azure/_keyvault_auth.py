@@ -37,47 +37,33 @@ TokenVerifier = Callable[[str, str], Mapping[str, Any]]
 #: The application id of Azure Key Vault, accepted as a token audience like the resource URL.
 KEY_VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
 
+# What every object kind's access policy can grant; certificates and keys add their own.
+_COMMON_PERMISSIONS = ("get", "list", "delete", "recover", "backup", "restore", "purge")
+_MANAGED_OBJECT_PERMISSIONS = (*_COMMON_PERMISSIONS, "update", "create", "import")
+
 #: Access-policy permissions by object kind, as ARM spells them (matched case-insensitively).
 PERMISSIONS: Mapping[str, frozenset[str]] = {
-    "secrets": frozenset(["get", "list", "set", "delete", "recover", "backup", "restore", "purge"]),
+    "secrets": frozenset([*_COMMON_PERMISSIONS, "set"]),
     "certificates": frozenset(
         [
-            "get",
-            "list",
-            "update",
-            "create",
-            "import",
-            "delete",
-            "recover",
-            "backup",
-            "restore",
+            *_MANAGED_OBJECT_PERMISSIONS,
             "managecontacts",
             "manageissuers",
             "getissuers",
             "listissuers",
             "setissuers",
             "deleteissuers",
-            "purge",
         ]
     ),
     "keys": frozenset(
         [
-            "get",
-            "list",
-            "update",
-            "create",
-            "import",
-            "delete",
-            "recover",
-            "backup",
-            "restore",
+            *_MANAGED_OBJECT_PERMISSIONS,
             "decrypt",
             "encrypt",
             "unwrapkey",
             "wrapkey",
             "verify",
             "sign",
-            "purge",
             "release",
             "rotate",
             "getrotationpolicy",

@@ -98,6 +98,11 @@ class _Request:
             raise KeyVaultError(400, "BadParameter", "The request body must be a JSON object.")
         return document
 
+    @property
+    def name_and_version(self) -> tuple[str, str | None]:
+        """The object name and, for ``/<kind>/<name>/<version>``, the version."""
+        return self.parts[1], (self.parts[2] if len(self.parts) > 2 else None)
+
     def listing(self, collection: str) -> dict[str, Any]:
         return {
             "collection_url": f"{self.base_url}/{collection}",
@@ -109,6 +114,37 @@ class _Request:
 
 _Result = tuple[int, Any]
 _Handler = Callable[[_Request], _Result]
+#: Renders one list entry: ``(vault_url, object, versioned=...) -> item``.
+_Item = Callable[..., dict[str, Any]]
+
+
+def _list_latest(store: str, item: _Item) -> _Handler:
+    """``GET /<store>``: the latest version of every object of one kind, paged."""
+
+    def handler(request: _Request) -> _Result:
+        objects: Mapping[str, list[Any]] = getattr(request.vault, store)
+        return 200, page(
+            [(key, versions[-1]) for key, versions in objects.items()],
+            lambda o: item(request.base_url, o, versioned=False),
+            **request.listing(store),
+        )
+
+    return handler
+
+
+def _list_versions(store: str, item: _Item) -> _Handler:
+    """``GET /<store>/<name>/versions``: every version of one object, paged."""
+
+    def handler(request: _Request) -> _Result:
+        name = request.parts[1]
+        objects: Mapping[str, list[Any]] = getattr(request.vault, store)
+        return 200, page(
+            [(o.version, o) for o in objects.get(name.lower(), [])],
+            lambda o: item(request.base_url, o, versioned=True),
+            **request.listing(f"{store}/{name}/versions"),
+        )
+
+    return handler
 
 
 # -- secrets -------------------------------------------------------------------------------
@@ -126,7 +162,7 @@ def _readable(secret: SecretVersion) -> SecretVersion:
 
 
 def _get_secret(request: _Request) -> _Result:
-    name, version = request.parts[1], (request.parts[2] if len(request.parts) > 2 else None)
+    name, version = request.name_and_version
     secret = _readable(request.vault.secret(name, version))
     return 200, secret_bundle(request.base_url, secret)
 
@@ -194,7 +230,7 @@ def _set_secret(request: _Request) -> _Result:
 
 
 def _update_secret(request: _Request) -> _Result:
-    name, version = request.parts[1], (request.parts[2] if len(request.parts) > 2 else None)
+    name, version = request.name_and_version
     secret = request.vault.secret(name, version)
     document = request.json()
     attributes = document.get("attributes") or {}
@@ -221,25 +257,6 @@ def _delete_secret(request: _Request) -> _Result:
     _refuse_managed(request, "delete")
     deleted = request.vault.delete_secret(request.parts[1], request.now)
     return 200, deleted_secret_bundle(request.base_url, deleted)
-
-
-def _list_secrets(request: _Request) -> _Result:
-    entries = [(key, versions[-1]) for key, versions in request.vault.secrets.items()]
-    return 200, page(
-        entries,
-        lambda s: secret_item(request.base_url, s, versioned=False),
-        **request.listing("secrets"),
-    )
-
-
-def _list_secret_versions(request: _Request) -> _Result:
-    name = request.parts[1]
-    versions = request.vault.secrets.get(name.lower(), [])
-    return 200, page(
-        [(s.version, s) for s in versions],
-        lambda s: secret_item(request.base_url, s, versioned=True),
-        **request.listing(f"secrets/{name}/versions"),
-    )
 
 
 def _get_deleted_secret(request: _Request) -> _Result:
@@ -269,50 +286,21 @@ def _recover_deleted_secret(request: _Request) -> _Result:
 
 
 def _get_certificate(request: _Request) -> _Result:
-    name, version = request.parts[1], (request.parts[2] if len(request.parts) > 2 else None)
+    name, version = request.name_and_version
     return 200, certificate_bundle(request.base_url, request.vault.certificate(name, version))
 
 
-def _list_certificates(request: _Request) -> _Result:
-    entries = [(key, versions[-1]) for key, versions in request.vault.certificates.items()]
-    return 200, page(
-        entries,
-        lambda c: certificate_item(request.base_url, c, versioned=False),
-        **request.listing("certificates"),
-    )
-
-
-def _list_certificate_versions(request: _Request) -> _Result:
-    name = request.parts[1]
-    versions = request.vault.certificates.get(name.lower(), [])
-    return 200, page(
-        [(c.version, c) for c in versions],
-        lambda c: certificate_item(request.base_url, c, versioned=True),
-        **request.listing(f"certificates/{name}/versions"),
-    )
-
-
 def _get_key(request: _Request) -> _Result:
-    name, version = request.parts[1], (request.parts[2] if len(request.parts) > 2 else None)
+    name, version = request.name_and_version
     return 200, key_bundle(request.base_url, request.vault.key(name, version))
 
 
-def _list_keys(request: _Request) -> _Result:
-    entries = [(key, versions[-1]) for key, versions in request.vault.keys.items()]
-    return 200, page(
-        entries, lambda k: key_item(request.base_url, k, versioned=False), **request.listing("keys")
-    )
-
-
-def _list_key_versions(request: _Request) -> _Result:
-    name = request.parts[1]
-    versions = request.vault.keys.get(name.lower(), [])
-    return 200, page(
-        [(k.version, k) for k in versions],
-        lambda k: key_item(request.base_url, k, versioned=True),
-        **request.listing(f"keys/{name}/versions"),
-    )
-
+_list_secrets = _list_latest("secrets", secret_item)
+_list_secret_versions = _list_versions("secrets", secret_item)
+_list_certificates = _list_latest("certificates", certificate_item)
+_list_certificate_versions = _list_versions("certificates", certificate_item)
+_list_keys = _list_latest("keys", key_item)
+_list_key_versions = _list_versions("keys", key_item)
 
 # (method, path pattern, object kind, permission, handler); "*" is one path segment and
 # literal segments come before "*" at the same position.
@@ -330,13 +318,7 @@ _ROUTES: tuple[tuple[str, tuple[str, ...], str, str, _Handler], ...] = (
     ("DELETE", ("deletedsecrets", "*"), "secrets", "purge", _purge_deleted_secret),
     ("POST", ("deletedsecrets", "*", "recover"), "secrets", "recover", _recover_deleted_secret),
     ("GET", ("certificates",), "certificates", "list", _list_certificates),
-    (
-        "GET",
-        ("certificates", "*", "versions"),
-        "certificates",
-        "list",
-        _list_certificate_versions,
-    ),
+    ("GET", ("certificates", "*", "versions"), "certificates", "list", _list_certificate_versions),
     ("GET", ("certificates", "*"), "certificates", "get", _get_certificate),
     ("GET", ("certificates", "*", "*"), "certificates", "get", _get_certificate),
     ("GET", ("keys",), "keys", "list", _list_keys),

@@ -180,11 +180,15 @@ class Vault:
                 "name cannot be reused; in this state, the secret can only be recovered or "
                 "purged.",
             )
-        existing = self.secrets.get(_key(secret.name))
-        if existing:
-            secret.name = existing[0].name
-        self.secrets.setdefault(_key(secret.name), []).append(secret)
-        return secret
+        return _append_version(self.secrets, secret)
+
+    def add_key(self, key: KeyVersion) -> KeyVersion:
+        """Make ``key`` the latest version of its key."""
+        return _append_version(self.keys, key)
+
+    def add_certificate(self, certificate: CertificateVersion) -> CertificateVersion:
+        """Make ``certificate`` the latest version of its certificate."""
+        return _append_version(self.certificates, certificate)
 
     def delete_secret(self, name: str, now: int) -> DeletedSecret:
         """Soft-delete a secret with all its versions.
@@ -258,6 +262,18 @@ class Vault:
 
 
 _T = TypeVar("_T", KeyVersion, CertificateVersion)
+
+
+_V = TypeVar("_V", SecretVersion, KeyVersion, CertificateVersion)
+
+
+def _append_version(store: dict[str, list[_V]], item: _V) -> _V:
+    # Names are case-insensitive and keep the spelling of their first version, as in Azure.
+    existing = store.get(_key(item.name))
+    if existing:
+        item.name = existing[0].name
+    store.setdefault(_key(item.name), []).append(item)
+    return item
 
 
 def _pick(store: Mapping[str, list[_T]], kind: str, name: str, version: str | None) -> _T:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
+from podidentity.testing._faults import RecordLog
 from podidentity.testing._server import RunningServer, ServerThread
 
 __all__ = ["ConnectLog", "ConnectRecord", "HostRoutingProxy", "Route"]
@@ -81,36 +82,12 @@ class ConnectRecord:
     status: int
 
 
-class ConnectLog:
+class ConnectLog(RecordLog[ConnectRecord]):
     """Every CONNECT the proxy answered, in order; thread-safe."""
-
-    def __init__(self) -> None:
-        self._records: list[ConnectRecord] = []
-        self._lock = threading.Lock()
-
-    def append(self, record: ConnectRecord) -> None:
-        """Record one CONNECT."""
-        with self._lock:
-            self._records.append(record)
-
-    @property
-    def records(self) -> list[ConnectRecord]:
-        """A snapshot of all records."""
-        with self._lock:
-            return list(self._records)
 
     def hosts(self, *, allowed: bool | None = None) -> list[str]:
         """The requested hosts, optionally only those allowed (or refused)."""
         return [r.host for r in self.records if allowed is None or r.allowed == allowed]
-
-    def clear(self) -> None:
-        """Forget every record."""
-        with self._lock:
-            self._records.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._records)
 
 
 class _Refused(Exception):

@@ -17,12 +17,16 @@ import secrets
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import attrs
 
 from podidentity.testing._pki import CertificateAuthority, IssuedCertificate
 from podidentity.testing.azure._clock import Clock, system_clock
+from podidentity.testing.azure._roles import RoleAssignment, RoleAssignments
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "ARM_AUDIENCES",
@@ -34,6 +38,7 @@ __all__ = [
     "ComputeResource",
     "FederatedCredential",
     "ManagedIdentity",
+    "Placement",
     "Principal",
     "ServicePrincipal",
     "SystemIdentity",
@@ -229,6 +234,24 @@ class ComputeResource:
         )
 
 
+class Placement(TypedDict, total=False):
+    """Where :meth:`AzureWorld.add_vm` / :meth:`AzureWorld.add_vmss` put a machine.
+
+    Attributes:
+        resource_group: default ``podidentity-nodes`` (created when new).
+        subscription_id: default the world's default subscription.
+        location: default ``eastus``.
+        system_assigned: give it a system-assigned identity (default no).
+        identities: user-assigned identities it starts with (default none).
+    """
+
+    resource_group: str
+    subscription_id: str | None
+    location: str
+    system_assigned: bool
+    identities: Iterable[ManagedIdentity]
+
+
 @attrs.frozen
 class _ResourceGroup:
     subscription_id: str
@@ -263,6 +286,8 @@ class AzureWorld:
         self._federated: dict[str, list[FederatedCredential]] = {}
         self._compute: dict[tuple[str, str, str, str], ComputeResource] = {}
         self._resources: set[str] = {resource_key(r) for r in DEFAULT_RESOURCES}
+        #: Who may do what at ARM; nobody may do anything until granted (see :meth:`grant_role`).
+        self.roles = RoleAssignments()
         self.default_subscription_id = self.add_subscription("podidentity-emulated")
 
     def __repr__(self) -> str:
@@ -487,64 +512,63 @@ class AzureWorld:
         with self._lock:
             return resource_key(uri) in self._resources
 
+    # -- role assignments (ARM authorization) ------------------------------------------------
+
+    def grant_role(
+        self,
+        who: ManagedIdentity | ServicePrincipal | Principal | str,
+        scope: ComputeResource | ManagedIdentity | str,
+        role: str,
+    ) -> RoleAssignment:
+        """Assign a built-in role to a principal on a scope, as Azure RBAC does.
+
+        ARM refuses every request of a principal without a role that allows it.
+
+        Args:
+            who: the principal, or its object ID.
+            scope: a VM, scale set or identity, or an ARM ID (a subscription
+                ``/subscriptions/<id>``, a resource group, a resource); it covers what is below.
+            role: ``"Virtual Machine Contributor"``, ``"Managed Identity Operator"``,
+                ``"Reader"``, ``"Contributor"`` or ``"Owner"``.
+
+        Raises:
+            ValueError: an unknown role or a malformed scope.
+        """
+        if isinstance(who, str):
+            object_id = who
+        elif isinstance(who, ManagedIdentity):
+            object_id = who.principal_id
+        else:
+            object_id = who.object_id
+        scope_id = scope if isinstance(scope, str) else scope.resource_id
+        return self.roles.grant(object_id, scope_id, role)
+
     # -- VMs and scale sets ------------------------------------------------------------------
 
-    def add_vm(
-        self,
-        name: str,
-        *,
-        resource_group: str = "podidentity-nodes",
-        subscription_id: str | None = None,
-        location: str = "eastus",
-        system_assigned: bool = False,
-        identities: Iterable[ManagedIdentity] = (),
-    ) -> ComputeResource:
-        """Create a VM, optionally with a system-assigned identity and user-assigned ones."""
-        return self._add_compute(
-            "virtualMachines",
-            name,
-            resource_group=resource_group,
-            subscription_id=subscription_id,
-            location=location,
-            capacity=1,
-            system_assigned=system_assigned,
-            identities=identities,
-        )
+    def add_vm(self, name: str, **placement: Unpack[Placement]) -> ComputeResource:
+        """Create a VM, optionally with a system-assigned identity and user-assigned ones.
+
+        ``placement`` is where it lives and which identities it starts with (:class:`Placement`).
+        """
+        return self._add_compute("virtualMachines", name, capacity=1, **placement)
 
     def add_vmss(
-        self,
-        name: str,
-        *,
-        capacity: int = 3,
-        resource_group: str = "podidentity-nodes",
-        subscription_id: str | None = None,
-        location: str = "eastus",
-        system_assigned: bool = False,
-        identities: Iterable[ManagedIdentity] = (),
+        self, name: str, *, capacity: int = 3, **placement: Unpack[Placement]
     ) -> ComputeResource:
         """Create a scale set of ``capacity`` instances (identities live on the scale set)."""
-        return self._add_compute(
-            "virtualMachineScaleSets",
-            name,
-            resource_group=resource_group,
-            subscription_id=subscription_id,
-            location=location,
-            capacity=capacity,
-            system_assigned=system_assigned,
-            identities=identities,
-        )
+        return self._add_compute("virtualMachineScaleSets", name, capacity=capacity, **placement)
 
     def _add_compute(
         self,
         kind: ComputeKind,
         name: str,
         *,
-        resource_group: str,
-        subscription_id: str | None,
-        location: str,
         capacity: int,
-        system_assigned: bool,
-        identities: Iterable[ManagedIdentity],
+        resource_group: str = "podidentity-nodes",
+        subscription_id: str | None = None,
+        location: str = "eastus",
+        system_assigned: bool = False,
+        identities: Iterable[ManagedIdentity] = (),
     ) -> ComputeResource:
         sub = subscription_id or self.default_subscription_id
         resource = ComputeResource(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,11 +13,13 @@ from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolic
 from azure.core.rest import HttpRequest
 from azure.identity import ClientSecretCredential, ManagedIdentityCredential
 
+from podidentity.testing._jwt import b64url_encode, unverified_claims
 from podidentity.testing.azure import (
     AzureEmulator,
     ComputeResource,
     ManagedIdentity,
     ManualClock,
+    ServicePrincipal,
     arm_error_json,
 )
 
@@ -26,8 +29,12 @@ ARM_SCOPE = "https://management.azure.com/.default"
 
 @pytest.fixture
 def arm(azure: AzureEmulator) -> Iterator[httpx.Client]:
-    """An httpx client for https://management.azure.com authenticated as a service principal."""
+    """An httpx client for https://management.azure.com, as MIC: a service principal with the
+    roles aad-pod-identity documents, on the whole subscription."""
     app = azure.world.add_service_principal("mic")
+    subscription = f"/subscriptions/{azure.world.default_subscription_id}"
+    azure.world.grant_role(app, subscription, "Virtual Machine Contributor")
+    azure.world.grant_role(app, subscription, "Managed Identity Operator")
     with azure.patched_environ():
         token = ClientSecretCredential(azure.tenant_id, app.client_id, app.secret).get_token(
             ARM_SCOPE
@@ -150,6 +157,7 @@ def test_assign_through_arm_then_imds_issues_the_token(
 def test_azure_core_pipeline_with_a_credential(azure: AzureEmulator) -> None:
     app = azure.world.add_service_principal("mic")
     vm = azure.world.add_vm("vm-0")
+    azure.world.grant_role(app, vm, "Reader")
     with azure.patched_environ():
         credential = ClientSecretCredential(azure.tenant_id, app.client_id, app.secret)
         client: PipelineClient[HttpRequest, Any] = PipelineClient(
@@ -355,3 +363,158 @@ def test_identity_resource(azure: AzureEmulator, arm: httpx.Client) -> None:
         "principalId": identity.principal_id,
         "clientId": identity.client_id,
     }
+
+
+# -- role assignments ------------------------------------------------------------------------
+
+
+def _client_for(azure: AzureEmulator, who: ServicePrincipal) -> httpx.Client:
+    token = azure.issue_token(who, "https://management.azure.com/").access_token
+    return httpx.Client(
+        base_url="https://management.azure.com",
+        params=API,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def test_a_principal_without_a_role_can_do_nothing(azure: AzureEmulator) -> None:
+    stranger = azure.world.add_service_principal("stranger")
+    vm = azure.world.add_vm("vm-0")
+    identity = azure.world.add_managed_identity("app")
+    missing_vm = vm.resource_id.replace("/vm-0", "/vm-9")
+    with azure.patched_environ(), _client_for(azure, stranger) as client:
+        read = client.get(vm.resource_id)
+        write = _patch(client, vm, {"type": "SystemAssigned"})
+        identity_read = client.get(identity.resource_id)
+        # A caller without access learns nothing, not even whether a resource exists.
+        missing = client.get(missing_vm)
+    status, code, message = _error(read)
+    assert (status, code) == (403, "AuthorizationFailed")
+    assert (
+        f"The client '{stranger.client_id}' with object id '{stranger.object_id}' does not have"
+        " authorization to perform action 'Microsoft.Compute/virtualMachines/read' over scope"
+        f" '{vm.resource_id}' or the scope is invalid." in message
+    )
+    assert _error(write)[:2] == (403, "AuthorizationFailed")
+    assert "'Microsoft.Compute/virtualMachines/write'" in _error(write)[2]
+    assert _error(identity_read)[:2] == (403, "AuthorizationFailed")
+    assert _error(missing)[:2] == (403, "AuthorizationFailed")
+    assert azure.world.vm("vm-0").identity_type == "None"
+
+
+def test_roles_cover_their_scope_and_what_is_below_only(azure: AzureEmulator) -> None:
+    operator = azure.world.add_service_principal("operator")
+    vm = azure.world.add_vm("vm-0")
+    elsewhere = azure.world.add_vm("vm-1", resource_group="other-nodes")
+    azure.world.grant_role(
+        operator, f"/subscriptions/{vm.subscription_id}/resourceGroups/podidentity-nodes", "Reader"
+    )
+    with azure.patched_environ(), _client_for(azure, operator) as client:
+        assert client.get(vm.resource_id).status_code == 200
+        # Reader may not write, nor read another resource group.
+        assert _error(_patch(client, vm, {"type": "SystemAssigned"}))[:2] == (
+            403,
+            "AuthorizationFailed",
+        )
+        assert _error(client.get(elsewhere.resource_id))[:2] == (403, "AuthorizationFailed")
+
+
+def test_assigning_an_identity_needs_managed_identity_operator_on_it(
+    azure: AzureEmulator,
+) -> None:
+    mic = azure.world.add_service_principal("mic")
+    allowed = azure.world.add_managed_identity("allowed")
+    forbidden = azure.world.add_managed_identity("forbidden")
+    vmss = azure.world.add_vmss("pool", system_assigned=True, identities=[forbidden])
+    azure.world.grant_role(mic, vmss, "Virtual Machine Contributor")
+    azure.world.grant_role(mic, allowed, "Managed Identity Operator")
+    with azure.patched_environ(), _client_for(azure, mic) as client:
+        both = {
+            "type": "SystemAssigned, UserAssigned",
+            "userAssignedIdentities": {allowed.resource_id: {}, forbidden.resource_id: {}},
+        }
+        refused = _patch(client, vmss, both)
+        only_allowed = {
+            "type": "SystemAssigned, UserAssigned",
+            "userAssignedIdentities": {allowed.resource_id: {}},
+        }
+        accepted = _patch(client, vmss, only_allowed)
+        # Taking an identity off needs no right on the identity itself.
+        removal = {
+            "type": "SystemAssigned, UserAssigned",
+            "userAssignedIdentities": {forbidden.resource_id: None},
+        }
+        removed = _patch(client, vmss, removal)
+    status, code, message = _error(refused)
+    assert (status, code) == (403, "LinkedAuthorizationFailed")
+    assert (
+        f"The client '{mic.client_id}' with object id '{mic.object_id}' has permission to perform"
+        f" action 'Microsoft.Compute/virtualMachineScaleSets/write' on scope '{vmss.resource_id}';"
+        " however, it does not have permission to perform action"
+        " 'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action' on the linked scope(s)"
+        f" '{forbidden.resource_id}' or the linked scope(s) are invalid." == message
+    )
+    assert accepted.status_code == 200
+    assert removed.status_code == 200
+    assert set(azure.world.vmss("pool").user_assigned) == {allowed.resource_id.lower()}
+
+
+def test_deny_wins_over_roles(azure: AzureEmulator) -> None:
+    owner = azure.world.add_service_principal("owner")
+    vm = azure.world.add_vm("vm-0")
+    azure.world.grant_role(owner, f"/subscriptions/{vm.subscription_id}", "Owner")
+    azure.arm.service.deny(owner.object_id)
+    with azure.patched_environ(), _client_for(azure, owner) as client:
+        assert _error(client.get(vm.resource_id))[:2] == (403, "AuthorizationFailed")
+
+
+def test_role_names_and_scopes_are_validated(azure: AzureEmulator) -> None:
+    app = azure.world.add_service_principal("app")
+    with pytest.raises(ValueError, match="unknown role 'Virtual Machine Admin'"):
+        azure.world.grant_role(
+            app, f"/subscriptions/{azure.world.default_subscription_id}", "Virtual Machine Admin"
+        )
+    with pytest.raises(ValueError, match="under /subscriptions/"):
+        azure.world.grant_role(app, "/resourceGroups/x", "Reader")
+
+
+def _unsigned(claims: dict[str, Any]) -> str:
+    header = b64url_encode(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    return f"{header}.{b64url_encode(json.dumps(claims).encode())}."
+
+
+@pytest.mark.parametrize(
+    ("forge", "code"),
+    [
+        # Signed with the emulator's own key, but for another tenant.
+        ("other_tenant", "InvalidAuthenticationTokenTenant"),
+        ("alg_none", "InvalidAuthenticationToken"),
+        ("hs256_with_the_public_key", "InvalidAuthenticationToken"),
+    ],
+)
+def test_tokens_arm_must_refuse(azure: AzureEmulator, forge: str, code: str) -> None:
+    owner = azure.world.add_service_principal("owner")
+    vm = azure.world.add_vm("vm-0")
+    azure.world.grant_role(owner, vm, "Owner")
+    good = azure.issue_token(owner, "https://management.azure.com/").access_token
+    claims = unverified_claims(good)
+    if forge == "other_tenant":
+        other = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
+        token = azure.issuer.signer.sign(
+            {**claims, "tid": other, "iss": f"https://sts.windows.net/{other}/"}
+        )
+    elif forge == "alg_none":
+        token = _unsigned(claims)
+    else:
+        header = b64url_encode(
+            json.dumps({"alg": "HS256", "kid": azure.issuer.signer.kid}).encode()
+        )
+        token = f"{header}.{good.split('.')[1]}.{good.split('.')[2]}"
+    with azure.patched_environ():
+        response = httpx.get(
+            f"https://management.azure.com{vm.resource_id}",
+            params=API,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert _error(response)[:2] == (401, code)
+    assert token not in response.text

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 
+import httpx
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CredentialUnavailableError, ManagedIdentityCredential
 from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
+from azure.identity.aio import ManagedIdentityCredential as AsyncManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from azure.keyvault.secrets._shared import http_challenge_cache
+from azure.keyvault.secrets.aio import SecretClient as AsyncSecretClient
 
+from podidentity.testing._faults import FaultInjector, RequestLog
 from podidentity.testing.azure import AzureEmulator, ServicePrincipal
 from podidentity.testing.network_guard import guard
 
@@ -115,3 +119,118 @@ def test_managed_identity_without_the_emulator_is_stopped_by_the_guard(
     assert all("169.254.169.254" in v for v in provoked)
     # These refusals were provoked on purpose; keep them from failing the session.
     del guard.violations[before:]
+
+
+async def test_key_vault_with_a_managed_identity_end_to_end_aio(azure: AzureEmulator) -> None:
+    identity = azure.world.add_managed_identity("reader")
+    vmss = azure.world.add_vmss("pool", identities=[identity])
+    vault_url = azure.keyvault.create_vault("app-vault")
+    azure.keyvault.set_secret("app-vault", "db-password", "s3cret")
+    azure.keyvault.grant("app-vault", identity.principal_id, secrets=["get", "list", "set"])
+    http_challenge_cache.clear()
+    with azure.patched_environ(vmss=vmss, instance=2):
+        async with (
+            AsyncManagedIdentityCredential(client_id=identity.client_id) as credential,
+            AsyncSecretClient(
+                vault_url, credential, connection_verify=str(azure.ca_bundle)
+            ) as client,
+        ):
+            assert (await client.get_secret("db-password")).value == "s3cret"
+            await client.set_secret("api-key", "k")
+            names = [p.name async for p in client.list_properties_of_secrets()]
+    http_challenge_cache.clear()
+    assert names == ["api-key", "db-password"]  # Key Vault lists by name
+    assert azure.proxy.log.hosts(allowed=True)[-1] == "app-vault.vault.azure.net"
+    first = azure.keyvault.requests("app-vault").records[0]
+    assert first.status == 401  # the challenge, sent without a token
+    assert "authorization" not in first.headers
+
+
+def _endpoint_faults(
+    azure: AzureEmulator, name: str
+) -> tuple[FaultInjector, RequestLog, str, dict[str, str]]:
+    """An endpoint's faults and log, a URL on it, and the headers a plain request needs."""
+    if name == "imds":
+        vm = azure.world.add_vm("node-0")
+        imds = azure.imds(vm=vm)
+        return imds.faults, imds.log, f"{imds.url}/metadata/instance", {"Metadata": "true"}
+    if name == "keyvault":
+        azure.keyvault.create_vault("fault-vault")
+        url = "https://fault-vault.vault.azure.net/secrets?api-version=7.6"
+        log = azure.keyvault.requests("fault-vault")
+        return azure.keyvault.faults("fault-vault"), log, url, {}
+    endpoint = azure.aad if name == "aad" else azure.arm
+    return endpoint.faults, endpoint.log, f"{endpoint.base_url}/anything", {}
+
+
+_ERROR_CODES = {
+    "aad": lambda body: body["error"],
+    "arm": lambda body: body["error"]["code"],
+    "imds": lambda body: body["error"],
+    "keyvault": lambda body: body["error"]["code"],
+}
+
+
+@pytest.mark.parametrize("endpoint", ["aad", "arm", "imds", "keyvault"])
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (
+            429,
+            {
+                "aad": "temporarily_unavailable",
+                "arm": "TooManyRequests",
+                "imds": "too_many_requests",
+                "keyvault": "Throttled",
+            },
+        ),
+        (
+            503,
+            {
+                "aad": "temporarily_unavailable",
+                "arm": "ServiceUnavailable",
+                "imds": "unknown_error",
+                "keyvault": "ServiceUnavailable",
+            },
+        ),
+    ],
+)
+def test_every_endpoint_fails_the_next_calls_in_its_own_shape(
+    azure: AzureEmulator, endpoint: str, status: int, code: dict[str, str]
+) -> None:
+    faults, log, url, headers = _endpoint_faults(azure, endpoint)
+    faults.fail_next(2, status=status, retry_after=7)
+    with azure.patched_environ(), httpx.Client(headers=headers) as client:
+        answers = [client.get(url) for _ in range(3)]
+    assert [a.status_code for a in answers[:2]] == [status, status]
+    assert answers[2].status_code not in (status, 500)
+    assert answers[0].headers["retry-after"] == "7"
+    assert _ERROR_CODES[endpoint](answers[0].json()) == code[endpoint]
+    assert [r.status for r in log.records][:2] == [status, status]
+
+
+@pytest.mark.parametrize("endpoint", ["aad", "arm", "imds", "keyvault"])
+def test_latency_is_per_endpoint(azure: AzureEmulator, endpoint: str) -> None:
+    faults, log, url, headers = _endpoint_faults(azure, endpoint)
+    faults.add_latency(0.3, count=1)
+    with azure.patched_environ(), httpx.Client(headers=headers) as client:
+        client.get(url)
+        client.get(url)
+    slow, fast = log.records
+    # The log measures from arrival to answer, so the delay shows there without timing the test.
+    assert slow.duration >= 0.3
+    assert fast.duration < 0.3
+    other = "arm" if endpoint != "arm" else "aad"
+    assert all(r.duration < 0.3 for r in _endpoint_faults(azure, other)[1].records)
+
+
+@pytest.mark.parametrize("endpoint", ["aad", "arm", "imds", "keyvault"])
+def test_connection_reset_on_every_endpoint(azure: AzureEmulator, endpoint: str) -> None:
+    faults, log, url, headers = _endpoint_faults(azure, endpoint)
+    faults.reset_next(1)
+    with azure.patched_environ(), httpx.Client(headers=headers) as client:
+        with pytest.raises(httpx.HTTPError):
+            client.get(url)
+        after = client.get(url)
+    assert after.status_code < 500  # the next call is served normally
+    assert log.records[0].status == -1  # the log marks the reset
