@@ -79,6 +79,10 @@ def main() -> int:
         # run as, and a vault only that identity may read.
         mic = azure.world.add_service_principal("podidentity-mic")
         identity = azure.world.add_managed_identity("orders-api", resource_group="identities")
+        # The roles aad-pod-identity's docs ask for: the controller may change the node
+        # resource group's machines, and may assign this identity (and no other).
+        azure.world.grant_role(mic, sandbox.node_resource_group_id, "Virtual Machine Contributor")
+        azure.world.grant_role(mic, identity, "Managed Identity Operator")
         vault_url = azure.keyvault.create_vault("orders-vault")
         azure.keyvault.set_secret("orders-vault", "db-password", "correct-horse-battery")
         azure.keyvault.grant("orders-vault", identity.principal_id, secrets=["get"])

@@ -126,6 +126,12 @@ class Sandbox:
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.to_thread(self.stop)
 
+    @property
+    def node_resource_group_id(self) -> str:
+        """ARM ID of the node resource group: the scope a controller needs roles on."""
+        subscription = self.azure.world.default_subscription_id
+        return f"/subscriptions/{subscription}/resourceGroups/{self.node_resource_group}"
+
     # -- nodes -------------------------------------------------------------------------------
 
     def add_node_pool(self, name: str = "nodepool1", *, count: int = 2) -> NodePool:

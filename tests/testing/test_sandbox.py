@@ -46,6 +46,7 @@ def test_nodes_and_machines_agree(sandbox: Sandbox) -> None:
     assert nodes["standalone-vm"].spec.provider_id.endswith("/virtualMachines/standalone-vm")
     assert sandbox.node("standalone-vm") == vm_node
     assert sandbox.nodes[pool.nodes[1].name] == pool.nodes[1]
+    assert pool.scale_set.resource_id.lower().startswith(sandbox.node_resource_group_id.lower())
 
 
 def test_a_node_is_found_from_its_provider_id_alone(sandbox: Sandbox) -> None:
