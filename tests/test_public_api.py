@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import podidentity
+import podidentity.testing
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "reference"
 
@@ -34,3 +35,24 @@ def test_every_public_name_is_importable_and_documented(name: str) -> None:
         f"podidentity.{name} is public but no docs/reference page has '::: ...{name}'"
     )
     assert obj.__doc__, f"podidentity.{name} has no docstring"
+
+
+def _public_module(obj: object) -> str:
+    """The public module that documents ``obj`` (``a.b._c`` is documented as ``a.b``)."""
+    parts = getattr(obj, "__module__", "").split(".")
+    while parts and parts[-1].startswith("_"):
+        parts.pop()
+    return ".".join(parts)
+
+
+@pytest.mark.parametrize("name", podidentity.testing.__all__)
+def test_every_testing_name_is_documented(name: str) -> None:
+    obj = getattr(podidentity.testing, name)
+    documented = documented_names()
+    assert f"podidentity.testing.{name}" in documented or _public_module(obj) in documented, (
+        f"podidentity.testing.{name} is public but not in docs/reference/testing.md"
+    )
+
+
+def test_testing_all_is_sorted() -> None:
+    assert podidentity.testing.__all__ == sorted(set(podidentity.testing.__all__))

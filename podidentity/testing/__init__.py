@@ -7,14 +7,23 @@ Everything here serves on 127.0.0.1 only, so the official clients (``kubernetes`
   kubelet and service-account issuer (``podidentity.testing.kube`` has the details).
 - :class:`AzureEmulator`: one emulated tenant with Azure AD, an IMDS per node, ARM and Key
   Vault, reached under their real host names (``podidentity.testing.azure``).
+- :class:`Sandbox`: both, agreeing on nodes, machines and the service-account issuer.
 - :data:`guard` / ``podidentity.testing.pytest_plugin``: refuse any connection outside
-  127.0.0.0/8 during a test run.
+  127.0.0.0/8 during a test run; fixtures for the emulators.
+- Building blocks for emulators of your own: :class:`CertificateAuthority`,
+  :class:`JwtSigner` with :func:`verify_jwt`, :class:`ServerThread`, :class:`FaultInjector`
+  and :class:`RequestLog`.
 
 Install with the ``testing`` extra: ``pip install podidentity[testing]``.
 """
 
 from __future__ import annotations
 
+from podidentity.testing._faults import FaultInjector, RequestLog, with_faults
+from podidentity.testing._jwt import InvalidToken, JwtSigner
+from podidentity.testing._jwt import verify as verify_jwt
+from podidentity.testing._pki import CertificateAuthority, IssuedCertificate
+from podidentity.testing._server import RunningServer, ServerThread, TLSFiles
 from podidentity.testing.azure import AzureEmulator
 from podidentity.testing.kube import KubeEmulator
 from podidentity.testing.network_guard import ForeignConnectionError, NetworkGuard, guard
@@ -22,11 +31,22 @@ from podidentity.testing.sandbox import NodePool, Sandbox, SandboxNode
 
 __all__ = [
     "AzureEmulator",
+    "CertificateAuthority",
+    "FaultInjector",
     "ForeignConnectionError",
+    "InvalidToken",
+    "IssuedCertificate",
+    "JwtSigner",
     "KubeEmulator",
     "NetworkGuard",
     "NodePool",
+    "RequestLog",
+    "RunningServer",
     "Sandbox",
     "SandboxNode",
+    "ServerThread",
+    "TLSFiles",
     "guard",
+    "verify_jwt",
+    "with_faults",
 ]

@@ -12,6 +12,7 @@ from podidentity.testing.azure._clock import Clock, ManualClock, system_clock
 from podidentity.testing.azure._emulator import AzureEmulator, Endpoint, ImdsEndpoint
 from podidentity.testing.azure._keyvault import KeyVaultService
 from podidentity.testing.azure._proxy import HostRoutingProxy
+from podidentity.testing.azure._sdk_state import clear_key_vault_challenge_caches
 from podidentity.testing.azure._tokens import IssuedToken
 from podidentity.testing.azure._world import (
     ARM_AUDIENCES,
@@ -45,5 +46,6 @@ __all__ = [
     "ServicePrincipal",
     "SystemIdentity",
     "arm_error_json",
+    "clear_key_vault_challenge_caches",
     "system_clock",
 ]

@@ -38,6 +38,7 @@ from podidentity.testing.azure._federation import OidcKeys
 from podidentity.testing.azure._imds import ImdsNode, ImdsService, imds_error_body
 from podidentity.testing.azure._keyvault import KeyVaultService
 from podidentity.testing.azure._proxy import HostRoutingProxy
+from podidentity.testing.azure._sdk_state import clear_key_vault_challenge_caches
 from podidentity.testing.azure._tokens import IssuedToken, TokenIssuer
 from podidentity.testing.azure._world import (
     AzureWorld,
@@ -151,6 +152,7 @@ class AzureEmulator:
         """Generate certificates and start every endpoint and the proxy."""
         if self._aad is not None:
             return
+        clear_key_vault_challenge_caches()
         self._tmp = tempfile.TemporaryDirectory(prefix="podidentity-azure-")
         directory = Path(self._tmp.name)
         self._ca_bundle = directory / "ca.pem"
@@ -224,6 +226,7 @@ class AzureEmulator:
     def stop(self) -> None:
         """Stop every endpoint and delete the certificate files."""
         self._server.stop()
+        clear_key_vault_challenge_caches()
         with self._lock:
             self._imds.clear()
         self._aad = self._arm = None
