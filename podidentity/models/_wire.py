@@ -360,6 +360,18 @@ def read_fields(
     values: dict[str, Any] = {}
     used: set[str] = set()
     for field in fields:
+        if not field.legacy:
+            # The common case, one spelling: skip the bookkeeping that legacy names need
+            # (decoding is on every informer event of the reconciler).
+            item = mapping.get(field.wire)
+            if field.wire in mapping:
+                used.add(field.wire)
+            if item is None:
+                if field.required:
+                    raise ValidationError(join(path, field.wire), "is required")
+                continue
+            values[field.attr] = field.codec.decode(item, join(path, field.wire))
+            continue
         present = [(name, mapping[name]) for name in field.names if name in mapping]
         used.update(name for name, _ in present)
         present = [(name, item) for name, item in present if item is not None]
@@ -377,9 +389,14 @@ def read_fields(
                     [item, other_item],
                 )
         values[field.attr] = field.codec.decode(item, join(path, name))
+    if len(used) == len(mapping):
+        return values, _NO_EXTRA
     unknown = {k: v for k, v in mapping.items() if k not in used}
     check_json(unknown, path)
     return values, freeze(unknown)
+
+
+_NO_EXTRA: FrozenDict[str, Any] = FrozenDict()
 
 
 def _same(a: object, b: object) -> bool:
@@ -405,6 +422,8 @@ def write_fields(obj: Any, fields: Sequence[Field], extra: Mapping[str, Any]) ->
 
 def check_extra(extra: Mapping[str, Any], fields: Sequence[Field], path: str) -> None:
     """Refuse ``extra`` keys that a field owns: written back they would clash with it."""
+    if not extra:
+        return
     for field in fields:
         for name in field.names:
             if name in extra:
