@@ -16,10 +16,12 @@ import json
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Generic, TypeVar
 
 import attrs
+
+from podidentity.testing._asgi import ASGIApp, Receive, Scope, Send, read_body, send_body
 
 __all__ = [
     "CONTROL_PREFIX",
@@ -31,10 +33,6 @@ __all__ = [
     "with_faults",
 ]
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Builds the error body an emulator's real service would send: (status, message) -> (body, type).
 ErrorBody = Callable[[int, str], tuple[bytes, str]]
 #: An extra control endpoint: takes the decoded JSON body, returns a JSON-able answer.
@@ -309,28 +307,8 @@ class FaultInjector:
         raise ValueError(f"unknown fault action {action!r}: use fail, reset or latency")
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
 async def _send_json(send: Send, status: int, payload: Any) -> None:
-    body = json.dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_body(send, status, json.dumps(payload).encode(), content_type="application/json")
 
 
 def with_faults(
@@ -353,7 +331,7 @@ def with_faults(
     async def control(scope: Scope, receive: Receive, send: Send) -> None:
         name = scope["path"][len(CONTROL_PREFIX) :]
         method = scope["method"]
-        raw = await _read_body(receive)
+        raw = await read_body(receive)
         try:
             spec = json.loads(raw) if raw else {}
             if name == "faults" and method == "POST":

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from podidentity.testing._faults import FaultInjector, RequestLog, Scope, with_faults
+from podidentity.testing._asgi import Scope
+from podidentity.testing._faults import FaultInjector, RequestLog, with_faults
 from podidentity.testing._server import RunningServer, ServerThread
 
 

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 import attrs
 
-__all__ = ["ASGIApp", "Receive", "Request", "Scope", "Send", "read_request", "send_json"]
+from podidentity.testing._asgi import ASGIApp, Receive, Scope, Send, read_body, send_body
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = [
+    "JSON_CONTENT_TYPE",
+    "ASGIApp",
+    "Receive",
+    "Request",
+    "Scope",
+    "Send",
+    "read_body",
+    "read_request",
+    "send_body",
+    "send_json",
+]
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 @attrs.frozen(repr=False)
@@ -61,19 +71,14 @@ class Request:
 
 async def read_request(scope: Scope, receive: Receive) -> Request:
     """Collect an ASGI HTTP request into a :class:`Request`."""
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     return Request(
         method=scope["method"],
         path=scope["path"],
         query={k: v[-1] for k, v in query.items()},
         headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-        body=b"".join(chunks),
+        body=body,
     )
 
 
@@ -85,14 +90,9 @@ async def send_json(
     headers: Mapping[str, str] | None = None,
 ) -> None:
     """Answer with a JSON body and optional extra headers."""
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     body = json.dumps(payload).encode()
-    raw_headers = [
-        (b"content-type", b"application/json; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_body(send, status, body, extra, content_type=JSON_CONTENT_TYPE)
 
 
 def new_request_id() -> str:

@@ -24,13 +24,21 @@ import datetime as dt
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Mapping
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from podidentity.testing._faults import FaultInjector, RequestLog, with_faults
 from podidentity.testing._pki import CertificateAuthority, IssuedCertificate
+from podidentity.testing.azure._http import (
+    JSON_CONTENT_TYPE,
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    send_body,
+)
 from podidentity.testing.azure._keyvault_auth import (
     AccessPolicy,
     TokenVerifier,
@@ -49,11 +57,6 @@ from podidentity.testing.azure._keyvault_state import (
 from podidentity.testing.azure._keyvault_throttle import RateLimit, SlidingWindow
 
 __all__ = ["CERTIFICATE_CONTENT_TYPES", "KeyVaultService", "RateLimit"]
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: The content type of a certificate's backing secret, by format.
 CERTIFICATE_CONTENT_TYPES: Mapping[str, str] = {
@@ -416,17 +419,7 @@ class KeyVaultService:
                 f"The podidentity Key Vault emulator has no vault at {host!r} (in Azure the name "
                 f"would not resolve). Known vaults: {known}",
             )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 404,
-                    "headers": [
-                        (b"content-type", b"application/json; charset=utf-8"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_body(send, 404, body, content_type=JSON_CONTENT_TYPE)
             return
         await vault_app_(scope, receive, send)
 

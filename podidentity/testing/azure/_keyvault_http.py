@@ -19,12 +19,21 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 import attrs
 
+from podidentity.testing.azure._http import (
+    JSON_CONTENT_TYPE,
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_body,
+)
 from podidentity.testing.azure._keyvault_auth import TokenVerifier, authenticate, authorize
 from podidentity.testing.azure._keyvault_errors import KeyVaultError, fault_error_body
 from podidentity.testing.azure._keyvault_state import (
@@ -48,18 +57,12 @@ from podidentity.testing.azure._keyvault_wire import (
 
 __all__ = ["API_VERSIONS", "VaultSettings", "vault_app"]
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 #: The api-versions the installed SDKs know (secrets/certificates 4.12 default to 2026-04-01,
 #: keys 4.11 to 2025-07-01); ``-preview`` variants of them are accepted too.
 API_VERSIONS = frozenset(
     {"2016-10-01", "7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"}
 )
 _PREVIEW = re.compile(r"^(?P<base>[0-9.-]+?)-preview(\.\d+)?$")
-_JSON = "application/json; charset=utf-8"
 
 
 @attrs.frozen
@@ -355,15 +358,6 @@ def _check_api_version(api_version: str) -> None:
         )
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
 async def _send(
     send: Send,
     status: int,
@@ -373,8 +367,6 @@ async def _send(
     client_request_id: str | None = None,
 ) -> None:
     headers = [
-        (b"content-type", _JSON.encode()),
-        (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-cache"),
         (b"x-ms-keyvault-region", vault.location.encode()),
         (b"x-ms-request-id", str(uuid.uuid4()).encode()),
@@ -382,8 +374,7 @@ async def _send(
     if client_request_id:
         headers.append((b"x-ms-client-request-id", client_request_id.encode("latin-1")))
     headers.extend((k.lower().encode(), v.encode("latin-1")) for k, v in extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_body(send, status, body, headers, content_type=JSON_CONTENT_TYPE)
 
 
 def vault_app(
@@ -434,7 +425,7 @@ def vault_app(
                     vault=vault.name,
                     location=vault.location,
                 )
-            raw = await _read_body(receive)
+            raw = await read_body(receive)
             request = _Request(
                 vault=vault,
                 method=method,

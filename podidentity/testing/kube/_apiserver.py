@@ -186,8 +186,9 @@ class APIServer:
             self.add_resource(resource)
         stamp = now_rfc3339()
         for name in _SYSTEM_NAMESPACES:
-            self._commit_new(
+            self._commit(
                 self.resource("namespaces"),
+                "ADDED",
                 {
                     "apiVersion": "v1",
                     "kind": "Namespace",
@@ -200,6 +201,8 @@ class APIServer:
                     "spec": {"finalizers": ["kubernetes"]},
                     "status": {"phase": "Active"},
                 },
+                None,
+                dry_run=False,
             )
 
     # ------------------------------------------------------------------ registry
@@ -372,11 +375,6 @@ class APIServer:
 
     # ------------------------------------------------------------------ commits
 
-    def _commit_new(self, resource: ResourceType, obj: dict[str, Any]) -> Stored:
-        stored = self.store.commit(resource, "ADDED", obj)
-        self._after_commit("ADDED", resource, stored)
-        return stored
-
     def _after_commit(self, kind: str, resource: ResourceType, stored: Stored) -> None:
         key = (resource.group, resource.plural)
         if key == _CRD_KEY:
@@ -409,7 +407,7 @@ class APIServer:
             if existing is not None:
                 store = self.store.of(existing)
                 for stored in list(store.objects.values()):
-                    obj = json.loads(stored.raw)
+                    obj = stored.copy()
                     self._commit(existing, "DELETED", obj, stored.obj, dry_run=False)
                 self.remove_resource(existing)
         else:
@@ -554,7 +552,7 @@ class APIServer:
             dry_run=dry_run,
             keep_status=keep_status,
         )
-        return json.loads(stored.raw)  # type: ignore[no-any-return]
+        return stored.copy()
 
     async def create_stored(
         self,
@@ -645,7 +643,7 @@ class APIServer:
         stored = await self.update_stored(
             rtype, name, ns, body, subresource=subresource, user=user, dry_run=dry_run
         )
-        return json.loads(stored.raw)  # type: ignore[no-any-return]
+        return stored.copy()
 
     async def update_stored(
         self,
@@ -679,7 +677,7 @@ class APIServer:
             )
         old = current.obj
         if subresource == "status":
-            new = json.loads(current.raw)
+            new = current.copy()
             if "status" in obj:
                 new["status"] = obj["status"]
             else:
@@ -781,7 +779,7 @@ class APIServer:
             dry_run=dry_run,
             field_manager=field_manager,
         )
-        return json.loads(stored.raw)  # type: ignore[no-any-return]
+        return stored.copy()
 
     async def patch_stored(
         self,
@@ -828,13 +826,7 @@ class APIServer:
                 "include: application/json-patch+json, application/merge-patch+json, "
                 "application/apply-patch+yaml",
             )
-        key = self._key(resource, namespace, name)
-        if resource.virtual:
-            raise APIError.method_not_allowed()
-        current = self.store.of(resource).objects.get(key)
-        if current is None:
-            raise APIError.not_found(resource.group, resource.plural, name)
-        base = json.loads(current.raw)
+        base = self.get_stored(resource, name, namespace).copy()
         if patch_type == "json":
             patched = apply_json_patch(base, patch)
         elif patch_type == "merge":
@@ -891,7 +883,7 @@ class APIServer:
             return await self.create_stored(
                 resource, config, namespace=namespace, user=user, dry_run=dry_run, strict=strict
             )
-        base = json.loads(current.raw)
+        base = current.copy()
         owners = _apply.owned_by(base)
         mine = owners.pop(field_manager, set())
         others = set().union(*owners.values())
@@ -957,7 +949,7 @@ class APIServer:
             user=user,
             dry_run=dry_run,
         )
-        return json.loads(stored.raw)  # type: ignore[no-any-return]
+        return stored.copy()
 
     async def delete_stored(
         self,
@@ -1007,7 +999,7 @@ class APIServer:
         dry_run: bool = False,
     ) -> Stored:
         """Delete without admission (the server's own cascades); honours finalizers."""
-        obj = json.loads(current.raw)
+        obj = current.copy()
         metadata = obj["metadata"]
         is_namespace = (resource.group, resource.plural) == _NAMESPACE_KEY
         if metadata.get("finalizers") or is_namespace:
@@ -1052,7 +1044,7 @@ class APIServer:
         ns_resource = self.resource("namespaces")
         stored = self.store.of(ns_resource).objects.get(("", namespace))
         if stored is not None and not stored.obj["metadata"].get("finalizers"):
-            obj = json.loads(stored.raw)
+            obj = stored.copy()
             obj.get("spec", {}).pop("finalizers", None)
             self._commit(ns_resource, "DELETED", obj, stored.obj, dry_run=False)
         del remaining
@@ -1064,7 +1056,7 @@ class APIServer:
     ) -> dict[str, Any]:
         """The object, or :class:`APIError` 404."""
         stored = self.get_stored(self.resource(resource), name, namespace)
-        return json.loads(stored.raw)  # type: ignore[no-any-return]
+        return stored.copy()
 
     def select(
         self,
@@ -1112,5 +1104,5 @@ class APIServer:
                 continue
             stored = store.objects[key]
             if predicate is None or predicate(stored.obj):
-                result.append(json.loads(stored.raw))
+                result.append(stored.copy())
         return result

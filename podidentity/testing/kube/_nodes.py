@@ -38,6 +38,14 @@ _KUBELET_VERSION = "v1.30.0"
 _AKS_VMSS = re.compile(r"^aks-(?P<pool>[a-z0-9]+)-\d+-vmss$")
 
 
+def _compute_provider_id(subscription_id: str, resource_group: str, path: str) -> str:
+    # The part both providerID shapes share; ``path`` names the machine under Microsoft.Compute.
+    return (
+        f"azure:///subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+        f"/providers/Microsoft.Compute/{path}"
+    )
+
+
 @attrs.frozen
 class AzureVM:
     """An availability-set (plain) virtual machine that backs a node."""
@@ -49,9 +57,8 @@ class AzureVM:
     @property
     def provider_id(self) -> str:
         """The node's ``spec.providerID``."""
-        return (
-            f"azure:///subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.Compute/virtualMachines/{self.name}"
+        return _compute_provider_id(
+            self.subscription_id, self.resource_group, f"virtualMachines/{self.name}"
         )
 
 
@@ -67,10 +74,10 @@ class AzureScaleSetInstance:
     @property
     def provider_id(self) -> str:
         """The node's ``spec.providerID``."""
-        return (
-            f"azure:///subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.Compute/virtualMachineScaleSets/{self.scale_set}"
-            f"/virtualMachines/{self.instance_id}"
+        return _compute_provider_id(
+            self.subscription_id,
+            self.resource_group,
+            f"virtualMachineScaleSets/{self.scale_set}/virtualMachines/{self.instance_id}",
         )
 
     @property

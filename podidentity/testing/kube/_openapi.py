@@ -52,32 +52,17 @@ def openapi_group_version(resources: Iterable[ResourceType], gv_path: str) -> di
         ref = {"$ref": f"#/components/schemas/{schema_name}"}
         ok = {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}
         root = f"/{gv_path}/namespaces/{{namespace}}" if resource.namespaced else f"/{gv_path}"
-        write = {
-            "x-kubernetes-group-version-kind": gvk,
-            "parameters": _WRITE_PARAMS,
-            "responses": ok,
-        }
+        plain = {"x-kubernetes-group-version-kind": gvk, "responses": ok}
+        write = {**plain, "parameters": _WRITE_PARAMS}
         paths[f"{root}/{resource.plural}"] = {
-            "get": {
-                "x-kubernetes-group-version-kind": gvk,
-                "x-kubernetes-action": "list",
-                "responses": ok,
-            },
+            "get": {**plain, "x-kubernetes-action": "list"},
             "post": {**write, "x-kubernetes-action": "post"},
         }
         paths[f"{root}/{resource.plural}/{{name}}"] = {
-            "get": {
-                "x-kubernetes-group-version-kind": gvk,
-                "x-kubernetes-action": "get",
-                "responses": ok,
-            },
+            "get": {**plain, "x-kubernetes-action": "get"},
             "put": {**write, "x-kubernetes-action": "put"},
             "patch": {**write, "x-kubernetes-action": "patch"},
-            "delete": {
-                "x-kubernetes-group-version-kind": gvk,
-                "x-kubernetes-action": "delete",
-                "responses": ok,
-            },
+            "delete": {**plain, "x-kubernetes-action": "delete"},
         }
     return {
         "openapi": "3.0.0",

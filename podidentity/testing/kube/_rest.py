@@ -15,11 +15,13 @@ import bisect
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 import yaml
+
+from podidentity.testing._asgi import Receive, Scope, Send, read_body
 
 from . import _discovery, _openapi
 from ._apiserver import ADMIN_USER, APIRequest, APIServer, UserInfo
@@ -29,10 +31,6 @@ from ._store import Event, Stored, Watcher, encode
 from ._table import table
 
 __all__ = ["RestApp", "query_flag"]
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _JSON = [(b"content-type", b"application/json")]
 _PATCH_TYPES = {
@@ -64,6 +62,20 @@ def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
         return int(data["rv"]), (str(data["start"][0]), str(data["start"][1]))
     except (ValueError, KeyError, IndexError, TypeError, binascii.Error) as err:
         raise APIError.bad_request(f"invalid continue token: {err}") from err
+
+
+def _list_body(resource: ResourceType, metadata: Mapping[str, Any], items: list[bytes]) -> bytes:
+    # Splice the objects' stored bytes into the list instead of decoding and re-encoding them.
+    head = (
+        b'{"kind":"'
+        + resource.list_kind.encode()
+        + b'","apiVersion":"'
+        + resource.api_version.encode()
+        + b'","metadata":'
+        + encode(metadata)
+        + b',"items":['
+    )
+    return head + b",".join(items) + b"]}"
 
 
 def query_flag(query: Mapping[str, str], name: str) -> bool:
@@ -98,12 +110,7 @@ class _Request:
         self.user: UserInfo | None = None
 
     async def body(self) -> bytes:
-        chunks = []
-        while True:
-            message = await self.receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                return b"".join(chunks)
+        return await read_body(self.receive)
 
     async def json(self, *, yaml_ok: bool = False) -> Any:
         raw = await self.body()
@@ -475,17 +482,7 @@ class RestApp:
         if continue_token:
             meta["continue"] = continue_token
             meta["remainingItemCount"] = remaining
-        head = (
-            b'{"kind":"'
-            + resource.list_kind.encode()
-            + b'","apiVersion":"'
-            + resource.api_version.encode()
-            + b'","metadata":'
-            + encode(meta)
-            + b',"items":['
-        )
-        body = head + b",".join(s.raw for _, s in selected) + b"]}"
-        await _respond(send, 200, body)
+        await _respond(send, 200, _list_body(resource, meta, [s.raw for _, s in selected]))
 
     async def _delete_collection(
         self,
@@ -509,16 +506,8 @@ class RestApp:
                 resource, key[1], key[0] or None, user=user, dry_run=dry_run
             )
             deleted.append(result.raw)
-        head = (
-            b'{"kind":"'
-            + resource.list_kind.encode()
-            + b'","apiVersion":"'
-            + resource.api_version.encode()
-            + b'","metadata":{"resourceVersion":"'
-            + str(self.apiserver.store.rv).encode()
-            + b'"},"items":['
-        )
-        await _respond(send, 200, head + b",".join(deleted) + b"]}")
+        meta = {"resourceVersion": str(self.apiserver.store.rv)}
+        await _respond(send, 200, _list_body(resource, meta, deleted))
 
     # ------------------------------------------------------------------ watch
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._errors import Cause
-from ._validation import field_invalid, field_required
+from ._validation import field_cause, field_invalid, field_required
 
 __all__ = ["prune", "validate"]
 
@@ -67,12 +67,12 @@ def _check(schema: Mapping[str, Any], value: Any, path: str, causes: list[Cause]
     where = path or "<root>"
     if expected and not _type_ok(expected, value, schema):
         causes.append(
-            {
-                "reason": "FieldValueTypeInvalid",
-                "message": f"Invalid value: {json.dumps(_type_name(value))}: "
+            field_cause(
+                "FieldValueTypeInvalid",
+                where,
+                f"Invalid value: {json.dumps(_type_name(value))}: "
                 f"{where} in body must be of type {expected}: {json.dumps(value)}",
-                "field": where,
-            }
+            )
         )
         return
     if value is None:
@@ -81,11 +81,11 @@ def _check(schema: Mapping[str, Any], value: Any, path: str, causes: list[Cause]
     if enum is not None and value not in enum:
         supported = ", ".join(json.dumps(e) for e in enum)
         causes.append(
-            {
-                "reason": "FieldValueNotSupported",
-                "message": f"Unsupported value: {json.dumps(value)}: supported values: {supported}",
-                "field": where,
-            }
+            field_cause(
+                "FieldValueNotSupported",
+                where,
+                f"Unsupported value: {json.dumps(value)}: supported values: {supported}",
+            )
         )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         _check_number(schema, value, where, causes)
@@ -100,12 +100,11 @@ def _check(schema: Mapping[str, Any], value: Any, path: str, causes: list[Cause]
             )
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             causes.append(
-                {
-                    "reason": "FieldValueTooMany",
-                    "message": f"Too many: {len(value)}: must have at most "
-                    f"{schema['maxItems']} items",
-                    "field": where,
-                }
+                field_cause(
+                    "FieldValueTooMany",
+                    where,
+                    f"Too many: {len(value)}: must have at most {schema['maxItems']} items",
+                )
             )
         items = schema.get("items")
         if isinstance(items, Mapping):
@@ -150,11 +149,11 @@ def _check_string(schema: Mapping[str, Any], value: str, where: str, causes: lis
         )
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         causes.append(
-            {
-                "reason": "FieldValueTooLong",
-                "message": f"Too long: may not be more than {schema['maxLength']} bytes",
-                "field": where,
-            }
+            field_cause(
+                "FieldValueTooLong",
+                where,
+                f"Too long: may not be more than {schema['maxLength']} bytes",
+            )
         )
     pattern = schema.get("pattern")
     if pattern and re.search(pattern, value) is None:

@@ -50,19 +50,20 @@ def _quote(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else json.dumps(value, default=str)
 
 
+def field_cause(reason: str, path: str, message: str) -> Cause:
+    """A cause with any ``reason`` (``FieldValueTooLong``, ``FieldValueNotSupported``, ...)."""
+    return {"reason": reason, "message": message, "field": path}
+
+
 def field_invalid(path: str, value: Any, detail: str) -> Cause:
     """A ``FieldValueInvalid`` cause."""
-    return {
-        "reason": "FieldValueInvalid",
-        "message": f"Invalid value: {_quote(value)}: {detail}",
-        "field": path,
-    }
+    return field_cause("FieldValueInvalid", path, f"Invalid value: {_quote(value)}: {detail}")
 
 
 def field_required(path: str, detail: str = "") -> Cause:
     """A ``FieldValueRequired`` cause."""
     message = f"Required value: {detail}" if detail else "Required value"
-    return {"reason": "FieldValueRequired", "message": message, "field": path}
+    return field_cause("FieldValueRequired", path, message)
 
 
 def name_problems(name: str, rule: str, path: str = "metadata.name") -> list[Cause]:

@@ -19,11 +19,28 @@ from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCreden
 from azure.identity.aio import WorkloadIdentityCredential as AsyncWorkloadIdentityCredential
 
 from podidentity.testing._jwt import unverified_claims
-from podidentity.testing.azure import AzureEmulator, ManualClock
+from podidentity.testing.azure import AzureEmulator, ManagedIdentity, ManualClock
 from tests.testing.azure.oidc_issuer import OidcIssuer
 
 ARM_SCOPE = "https://management.azure.com/.default"
 VAULT_SCOPE = "https://vault.azure.net/.default"
+PROD_API = "system:serviceaccount:prod:api"
+
+
+def _federated_identity(
+    azure: AzureEmulator, oidc_issuer: OidcIssuer, subject: str = PROD_API
+) -> ManagedIdentity:
+    """A managed identity that trusts ``oidc_issuer``'s tokens for ``subject``."""
+    identity = azure.world.add_managed_identity("workload")
+    azure.world.add_federated_credential(identity, issuer=oidc_issuer.url, subject=subject)
+    return identity
+
+
+def _token_file(tmp_path: Path, token: str) -> str:
+    """A projected service-account token file holding ``token``; returns its path."""
+    path = tmp_path / "token"
+    path.write_text(token)
+    return str(path)
 
 
 def test_client_secret_credential_sync(azure: AzureEmulator) -> None:
@@ -165,17 +182,11 @@ def test_client_assertion_credential_with_a_certificate_assertion(azure: AzureEm
 def test_workload_identity_credential_sync(
     azure: AzureEmulator, oidc_issuer: OidcIssuer, tmp_path: Path
 ) -> None:
-    identity = azure.world.add_managed_identity("workload")
-    azure.world.add_federated_credential(
-        identity, issuer=oidc_issuer.url, subject="system:serviceaccount:prod:api"
-    )
-    token_file = tmp_path / "token"
-    token_file.write_text(oidc_issuer.token("system:serviceaccount:prod:api"))
+    identity = _federated_identity(azure, oidc_issuer)
+    token_file = _token_file(tmp_path, oidc_issuer.token(PROD_API))
     with azure.patched_environ():
         credential = WorkloadIdentityCredential(
-            tenant_id=azure.tenant_id,
-            client_id=identity.client_id,
-            token_file_path=str(token_file),
+            tenant_id=azure.tenant_id, client_id=identity.client_id, token_file_path=token_file
         )
         token = credential.get_token(VAULT_SCOPE)
     claims = unverified_claims(token.token)
@@ -190,12 +201,10 @@ async def test_workload_identity_credential_aio_from_environment(
     azure.world.add_federated_credential(
         app, issuer=oidc_issuer.url, subject="system:serviceaccount:default:app"
     )
-    token_file = tmp_path / "token"
-    token_file.write_text(oidc_issuer.token())
     extra = {
         "AZURE_CLIENT_ID": app.client_id,
         "AZURE_TENANT_ID": azure.tenant_id,
-        "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
+        "AZURE_FEDERATED_TOKEN_FILE": _token_file(tmp_path, oidc_issuer.token()),
     }
     with azure.patched_environ(extra=extra):
         async with AsyncWorkloadIdentityCredential(
@@ -313,18 +322,18 @@ def _federated_form(client_id: str, assertion: str) -> dict[str, str]:
     }
 
 
+def _assert_federated_error(
+    azure: AzureEmulator, identity: ManagedIdentity, assertion: str, error: str, code: int
+) -> str:
+    """Exchange ``assertion`` for ``identity`` and check Azure AD refuses it with a 400."""
+    response = _post_token(azure, _federated_form(identity.client_id, assertion))
+    return _assert_aad_error(response, 400, error, code)
+
+
 def test_federated_subject_mismatch(azure: AzureEmulator, oidc_issuer: OidcIssuer) -> None:
-    identity = azure.world.add_managed_identity("workload")
-    azure.world.add_federated_credential(
-        identity, issuer=oidc_issuer.url, subject="system:serviceaccount:prod:api"
-    )
+    identity = _federated_identity(azure, oidc_issuer)
     assertion = oidc_issuer.token("system:serviceaccount:prod:intruder")
-    description = _assert_aad_error(
-        _post_token(azure, _federated_form(identity.client_id, assertion)),
-        400,
-        "invalid_request",
-        70021,
-    )
+    description = _assert_federated_error(azure, identity, assertion, "invalid_request", 70021)
     assert description.startswith(
         "AADSTS70021: No matching federated identity record found for presented assertion."
     )
@@ -334,37 +343,22 @@ def test_federated_subject_mismatch(azure: AzureEmulator, oidc_issuer: OidcIssue
 def test_federated_subject_mismatch_through_the_sdk(
     azure: AzureEmulator, oidc_issuer: OidcIssuer, tmp_path: Path
 ) -> None:
-    identity = azure.world.add_managed_identity("workload")
-    azure.world.add_federated_credential(
-        identity, issuer=oidc_issuer.url, subject="system:serviceaccount:prod:api"
-    )
-    token_file = tmp_path / "token"
-    token_file.write_text(oidc_issuer.token("system:serviceaccount:default:default"))
+    identity = _federated_identity(azure, oidc_issuer)
+    token_file = _token_file(tmp_path, oidc_issuer.token("system:serviceaccount:default:default"))
     with azure.patched_environ(), pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
         WorkloadIdentityCredential(
-            tenant_id=azure.tenant_id, client_id=identity.client_id, token_file_path=str(token_file)
+            tenant_id=azure.tenant_id, client_id=identity.client_id, token_file_path=token_file
         ).get_token(ARM_SCOPE)
 
 
 def test_federated_wrong_audience_and_unknown_issuer(
     azure: AzureEmulator, oidc_issuer: OidcIssuer
 ) -> None:
-    identity = azure.world.add_managed_identity("workload")
-    azure.world.add_federated_credential(identity, issuer=oidc_issuer.url, subject="s")
+    identity = _federated_identity(azure, oidc_issuer, subject="s")
     wrong_audience = oidc_issuer.token("s", audience="https://kubernetes.default.svc")
-    _assert_aad_error(
-        _post_token(azure, _federated_form(identity.client_id, wrong_audience)),
-        400,
-        "invalid_request",
-        700212,
-    )
+    _assert_federated_error(azure, identity, wrong_audience, "invalid_request", 700212)
     other_issuer = oidc_issuer.token("s", issuer="https://127.0.0.1:1/other")
-    _assert_aad_error(
-        _post_token(azure, _federated_form(identity.client_id, other_issuer)),
-        400,
-        "invalid_request",
-        700211,
-    )
+    _assert_federated_error(azure, identity, other_issuer, "invalid_request", 700211)
 
 
 def test_federated_assertion_signed_by_another_key(
@@ -372,29 +366,17 @@ def test_federated_assertion_signed_by_another_key(
 ) -> None:
     from podidentity.testing._jwt import JwtSigner
 
-    identity = azure.world.add_managed_identity("workload")
-    azure.world.add_federated_credential(identity, issuer=oidc_issuer.url, subject="s")
+    identity = _federated_identity(azure, oidc_issuer, subject="s")
     forged = JwtSigner().sign(unverified_claims(oidc_issuer.token("s")))
-    _assert_aad_error(
-        _post_token(azure, _federated_form(identity.client_id, forged)),
-        400,
-        "invalid_client",
-        50013,
-    )
+    _assert_federated_error(azure, identity, forged, "invalid_client", 50013)
     # The unknown key made Azure AD fetch the issuer's keys again (rotation), once.
     assert azure.oidc.fetches == 2
 
 
 def test_expired_federated_assertion(azure: AzureEmulator, oidc_issuer: OidcIssuer) -> None:
-    identity = azure.world.add_managed_identity("workload")
-    azure.world.add_federated_credential(identity, issuer=oidc_issuer.url, subject="s")
+    identity = _federated_identity(azure, oidc_issuer, subject="s")
     expired = oidc_issuer.token("s", now=time.time() - 7200, lifetime=3600)
-    description = _assert_aad_error(
-        _post_token(azure, _federated_form(identity.client_id, expired)),
-        400,
-        "invalid_client",
-        700024,
-    )
+    description = _assert_federated_error(azure, identity, expired, "invalid_client", 700024)
     assert "not within its valid time range" in description
 
 

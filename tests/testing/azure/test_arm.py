@@ -53,6 +53,16 @@ def _patch(
     return client.patch(target.resource_id, json={"identity": identity})
 
 
+def _get_vm(azure: AzureEmulator, vm: ComputeResource, token: str) -> httpx.Response:
+    """GET ``vm`` from ARM with ``token`` as the bearer token, without an SDK in between."""
+    with azure.patched_environ():
+        return httpx.get(
+            f"https://management.azure.com{vm.resource_id}",
+            params=API,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+
 def _error(response: httpx.Response) -> tuple[int, str, str]:
     body = response.json()
     return response.status_code, body["error"]["code"], body["error"]["message"]
@@ -179,12 +189,7 @@ def test_token_for_the_wrong_audience(azure: AzureEmulator) -> None:
     app = azure.world.add_service_principal("mic")
     vm = azure.world.add_vm("vm-0")
     token = azure.issue_token(app, "https://vault.azure.net")
-    with azure.patched_environ():
-        response = httpx.get(
-            f"https://management.azure.com{vm.resource_id}",
-            params=API,
-            headers={"Authorization": f"Bearer {token.access_token}"},
-        )
+    response = _get_vm(azure, vm, token.access_token)
     status, code, message = _error(response)
     assert (status, code) == (401, "InvalidAuthenticationTokenAudience")
     assert "https://vault.azure.net" in message
@@ -197,12 +202,7 @@ def test_expired_token(azure_with_clock: AzureEmulator, clock: ManualClock) -> N
     vm = azure.world.add_vm("vm-0")
     token = azure.issue_token(app, "https://management.azure.com/")
     clock.advance(3600 + 120)
-    with azure.patched_environ():
-        response = httpx.get(
-            f"https://management.azure.com{vm.resource_id}",
-            params=API,
-            headers={"Authorization": f"Bearer {token.access_token}"},
-        )
+    response = _get_vm(azure, vm, token.access_token)
     status, code, message = _error(response)
     assert (status, code) == (401, "ExpiredAuthenticationToken")
     assert "is earlier than current UTC time" in message
@@ -220,9 +220,8 @@ def test_missing_and_forged_tokens(azure: AzureEmulator) -> None:
         }
     )
     with azure.patched_environ():
-        url = f"https://management.azure.com{vm.resource_id}"
-        missing = httpx.get(url, params=API)
-        bad = httpx.get(url, params=API, headers={"Authorization": f"Bearer {forged}"})
+        missing = httpx.get(f"https://management.azure.com{vm.resource_id}", params=API)
+    bad = _get_vm(azure, vm, forged)
     assert _error(missing)[:2] == (401, "AuthenticationFailed")
     assert _error(bad)[:2] == (401, "InvalidAuthenticationToken")
 

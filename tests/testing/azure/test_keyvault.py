@@ -178,6 +178,14 @@ def secret_client(world: World, vault: str, credential: MintedCredential) -> Sec
     return SecretClient(world.service.vault_url(vault), credential, **_client_options(world))
 
 
+def raw_request(
+    world: World, method: str, url: str, *, token: str | None = None
+) -> requests.Response:
+    """Call the service without the SDK (``token``: send it as the bearer token)."""
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    return requests.request(method, url, headers=headers, verify=str(world.ca_file), timeout=10)
+
+
 def reader(world: World, vault: str, **permissions: Any) -> MintedCredential:
     """A principal allowed what ``permissions`` say (default: secrets get and list)."""
     credential = MintedCredential(world)
@@ -222,10 +230,8 @@ def test_challenge_flow_first_request_is_bare_then_authorized(world: World, vaul
 
 
 def test_raw_challenge_answer(world: World, vault: str) -> None:
-    answer = requests.get(
-        f"https://{vault}.vault.azure.net/secrets/x?api-version=2026-04-01",
-        verify=str(world.ca_file),
-        timeout=10,
+    answer = raw_request(
+        world, "GET", f"https://{vault}.vault.azure.net/secrets/x?api-version=2026-04-01"
     )
     assert answer.status_code == 401
     assert answer.headers["WWW-Authenticate"] == (
@@ -287,11 +293,11 @@ def test_list_is_paged_and_carries_no_values(world: World, vault: str) -> None:
 def test_list_items_have_no_value_field_on_the_wire(world: World, vault: str) -> None:
     world.service.set_secret(vault, "a", "do not list me")
     credential = reader(world, vault)
-    answer = requests.get(
+    answer = raw_request(
+        world,
+        "GET",
         f"https://{vault}.vault.azure.net/secrets?api-version=7.6&maxresults=1",
-        headers={"Authorization": f"Bearer {credential.token().token}"},
-        verify=str(world.ca_file),
-        timeout=10,
+        token=credential.token().token,
     )
     document = answer.json()
     assert document["nextLink"] is None
@@ -305,11 +311,11 @@ def test_next_link_names_port_443_like_the_service(world: World, vault: str) -> 
     for name in ("a", "b"):
         world.service.set_secret(vault, name, "v")
     credential = reader(world, vault)
-    document = requests.get(
+    document = raw_request(
+        world,
+        "GET",
         f"https://{vault}.vault.azure.net/secrets?api-version=7.6&maxresults=1",
-        headers={"Authorization": f"Bearer {credential.token().token}"},
-        verify=str(world.ca_file),
-        timeout=10,
+        token=credential.token().token,
     ).json()
     next_link = document["nextLink"]
     assert isinstance(next_link, str)
@@ -506,11 +512,7 @@ def test_throttled_request_is_retried_after_retry_after(world: World, vault: str
 
 def test_throttled_answer_shape(world: World, vault: str) -> None:
     world.service.faults(vault).fail_next(1, status=429, retry_after=3)
-    answer = requests.get(
-        f"https://{vault}.vault.azure.net/secrets/s?api-version=7.6",
-        verify=str(world.ca_file),
-        timeout=10,
-    )
+    answer = raw_request(world, "GET", f"https://{vault}.vault.azure.net/secrets/s?api-version=7.6")
     assert answer.status_code == 429
     assert answer.headers["Retry-After"] == "3"
     assert answer.json() == {
@@ -536,11 +538,11 @@ def test_optional_rate_limit(world: World) -> None:
     world.proxy.add_route("limited.vault.azure.net", served.port)
 
     def get() -> requests.Response:
-        return requests.get(
+        return raw_request(
+            world,
+            "GET",
             "https://limited.vault.azure.net/secrets?api-version=7.6",
-            headers={"Authorization": "Bearer anything"},
-            verify=str(world.ca_file),
-            timeout=10,
+            token="anything",
         )
 
     assert [get().status_code for _ in range(3)] == [403, 403, 429]
@@ -706,37 +708,40 @@ def test_unknown_vault_does_not_resolve_through_the_proxy(world: World) -> None:
 def test_unknown_vault_without_only_if_is_404(world: World) -> None:
     port = world.proxy.route_for("x.vault.azure.net").port  # type: ignore[union-attr]
     world.proxy.add_route("ghost.vault.azure.net", port)
-    answer = requests.get(
-        "https://ghost.vault.azure.net/secrets/s?api-version=7.6",
-        verify=str(world.ca_file),
-        timeout=10,
-    )
+    answer = raw_request(world, "GET", "https://ghost.vault.azure.net/secrets/s?api-version=7.6")
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "VaultNotFound"
 
 
-def test_unsupported_operation_is_501_and_says_so(world: World, vault: str) -> None:
-    credential = reader(world, vault)
-    answer = requests.post(
-        f"https://{vault}.vault.azure.net/secrets/s/backup?api-version=7.6",
-        headers={"Authorization": f"Bearer {credential.token().token}"},
-        verify=str(world.ca_file),
-        timeout=10,
-    )
-    assert answer.status_code == 501
-    assert "does not implement POST /secrets/s/backup" in answer.json()["error"]["message"]
-
-
-def test_unknown_api_version_is_400(world: World, vault: str) -> None:
-    credential = reader(world, vault)
-    answer = requests.get(
-        f"https://{vault}.vault.azure.net/secrets?api-version=1999-01-01",
-        headers={"Authorization": f"Bearer {credential.token().token}"},
-        verify=str(world.ca_file),
-        timeout=10,
-    )
-    assert answer.status_code == 400
-    assert answer.json()["error"]["code"] == "BadParameter"
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code", "message_part"),
+    [
+        pytest.param(
+            "POST",
+            "/secrets/s/backup?api-version=7.6",
+            501,
+            "NotImplemented",
+            "does not implement POST /secrets/s/backup",
+            id="unsupported-operation-501-says-so",
+        ),
+        pytest.param(
+            "GET",
+            "/secrets?api-version=1999-01-01",
+            400,
+            "BadParameter",
+            "(1999-01-01) is not recognized",
+            id="unknown-api-version-400",
+        ),
+    ],
+)
+def test_requests_the_service_refuses(
+    world: World, vault: str, method: str, path: str, status: int, code: str, message_part: str
+) -> None:
+    token = reader(world, vault).token().token
+    answer = raw_request(world, method, f"https://{vault}.vault.azure.net{path}", token=token)
+    assert answer.status_code == status
+    assert answer.json()["error"]["code"] == code
+    assert message_part in answer.json()["error"]["message"]
 
 
 def test_secret_values_and_tokens_stay_out_of_reprs_and_logs(
@@ -779,11 +784,11 @@ def test_alg_none_token_is_401(world: World, vault: str) -> None:
     payload = _jwt.b64url_encode(
         json.dumps(_jwt.unverified_claims(credential.token().token)).encode()
     )
-    answer = requests.get(
+    answer = raw_request(
+        world,
+        "GET",
         f"https://{vault}.vault.azure.net/secrets/s?api-version=7.6",
-        headers={"Authorization": f"Bearer {header}.{payload}."},
-        verify=str(world.ca_file),
-        timeout=10,
+        token=f"{header}.{payload}.",
     )
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "Unauthorized"

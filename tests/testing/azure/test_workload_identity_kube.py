@@ -14,6 +14,8 @@ from azure.identity.aio import WorkloadIdentityCredential as AsyncWorkloadIdenti
 from podidentity.testing._jwt import unverified_claims
 from podidentity.testing.azure import WORKLOAD_IDENTITY_AUDIENCE, AzureEmulator
 
+VAULT_SCOPE = "https://vault.azure.net/.default"
+
 kube_module = pytest.importorskip("podidentity.testing.kube")
 
 
@@ -39,20 +41,28 @@ def _federate(azure: AzureEmulator, kube: Any) -> Any:
     return identity
 
 
+def _projected_token(kube: Any, tmp_path: Path, service_account: str = "api") -> str:
+    """Write the token the kubelet would project for ``service_account``; returns its path."""
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text(
+        kube.service_accounts.issue_token(
+            "default", service_account, audiences=[WORKLOAD_IDENTITY_AUDIENCE]
+        )
+    )
+    return str(token_file)
+
+
 def test_service_account_token_from_the_kube_emulator(
     azure: AzureEmulator, kube: Any, tmp_path: Path
 ) -> None:
     identity = _federate(azure, kube)
-    token_file = tmp_path / "azure-identity-token"
-    token_file.write_text(
-        kube.service_accounts.issue_token("default", "api", audiences=[WORKLOAD_IDENTITY_AUDIENCE])
-    )
+    token_file = _projected_token(kube, tmp_path)
     with azure.patched_environ():
         token = WorkloadIdentityCredential(
             tenant_id=azure.tenant_id,
             client_id=identity.client_id,
-            token_file_path=str(token_file),
-        ).get_token("https://vault.azure.net/.default")
+            token_file_path=token_file,
+        ).get_token(VAULT_SCOPE)
     assert unverified_claims(token.token)["oid"] == identity.principal_id
 
 
@@ -60,18 +70,15 @@ async def test_service_account_token_from_the_kube_emulator_aio(
     azure: AzureEmulator, kube: Any, tmp_path: Path
 ) -> None:
     identity = _federate(azure, kube)
-    token_file = tmp_path / "azure-identity-token"
-    token_file.write_text(
-        kube.service_accounts.issue_token("default", "api", audiences=[WORKLOAD_IDENTITY_AUDIENCE])
-    )
+    token_file = _projected_token(kube, tmp_path)
     with azure.patched_environ():
         async with AsyncWorkloadIdentityCredential(
             tenant_id=azure.tenant_id,
             client_id=identity.client_id,
-            token_file_path=str(token_file),
+            token_file_path=token_file,
             connection_verify=str(azure.ca_bundle),
         ) as credential:
-            token = await credential.get_token("https://vault.azure.net/.default")
+            token = await credential.get_token(VAULT_SCOPE)
     assert unverified_claims(token.token)["oid"] == identity.principal_id
 
 
@@ -83,15 +90,10 @@ def test_another_service_account_is_refused(
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "intruder"}},
         namespace="default",
     )
-    token_file = tmp_path / "azure-identity-token"
-    token_file.write_text(
-        kube.service_accounts.issue_token(
-            "default", "intruder", audiences=[WORKLOAD_IDENTITY_AUDIENCE]
-        )
-    )
+    token_file = _projected_token(kube, tmp_path, "intruder")
     with azure.patched_environ(), pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
         WorkloadIdentityCredential(
             tenant_id=azure.tenant_id,
             client_id=identity.client_id,
-            token_file_path=str(token_file),
-        ).get_token("https://vault.azure.net/.default")
+            token_file_path=token_file,
+        ).get_token(VAULT_SCOPE)

@@ -12,6 +12,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from podidentity.testing.kube import KubeEmulator, UserInfo
+from tests.testing.kube.aio_client import aio_api_client
 from tests.testing.kube.kube_manifests import pod
 
 
@@ -78,13 +79,8 @@ def test_in_cluster_config(secure: KubeEmulator, monkeypatch: pytest.MonkeyPatch
 
 async def test_aio_client_over_https(secure: KubeEmulator) -> None:
     from kubernetes.aio import client as aclient
-    from kubernetes.aio import config as aconfig
 
-    configuration = aclient.Configuration()
-    await aconfig.load_kube_config(
-        config_file=str(secure.kubeconfig_path), client_configuration=configuration
-    )
-    async with aclient.ApiClient(configuration) as api:
+    async with aio_api_client(secure) as api:
         core = aclient.CoreV1Api(api)
         created = await core.create_namespaced_config_map("default", {"metadata": {"name": "aio"}})
         assert created.metadata.name == "aio"

@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from podidentity.testing.kube import KubeEmulator
 from podidentity.testing.kube._cluster import Cluster
+from tests.testing.kube.aio_client import aio_api_client
 
 
 @pytest.fixture
@@ -343,15 +344,10 @@ def test_a_socket_bound_to_a_pod_ip_is_seen_as_that_pod(
 
 async def test_the_aio_client_sees_running_pods() -> None:
     from kubernetes.aio import client as aclient
-    from kubernetes.aio import config as aconfig
 
     async with KubeEmulator() as kube:
         kube.cluster.add_node("n1")
-        configuration = aclient.Configuration()
-        await aconfig.load_kube_config(
-            config_file=str(kube.kubeconfig_path), client_configuration=configuration
-        )
-        async with aclient.ApiClient(configuration) as api:
+        async with aio_api_client(kube) as api:
             v1 = aclient.CoreV1Api(api)
             created = await v1.create_namespaced_pod("default", pod("p"))
             assert created.status.phase == "Running"

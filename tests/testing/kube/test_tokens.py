@@ -23,6 +23,7 @@ from podidentity.testing._jwt import JwtSigner, b64url_encode, unverified_claims
 from podidentity.testing.kube import APIError, KubeEmulator
 from podidentity.testing.kube._cluster import Cluster
 from podidentity.testing.kube._tokens import ServiceAccountTokens
+from tests.testing.kube.aio_client import aio_api_client
 
 AZURE = "api://AzureADTokenExchange"
 
@@ -228,13 +229,8 @@ def test_token_request_refusals(core: kubernetes.client.CoreV1Api, ns: str) -> N
 
 async def test_token_request_with_the_aio_client(kube: KubeEmulator, ns: str) -> None:
     from kubernetes.aio import client as aclient
-    from kubernetes.aio import config as aconfig
 
-    configuration = aclient.Configuration()
-    await aconfig.load_kube_config(
-        config_file=str(kube.kubeconfig_path), client_configuration=configuration
-    )
-    async with aclient.ApiClient(configuration) as api:
+    async with aio_api_client(kube) as api:
         answer = await aclient.CoreV1Api(api).create_namespaced_service_account_token(
             "robot", ns, {"spec": {"audiences": [AZURE]}}
         )

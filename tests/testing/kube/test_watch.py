@@ -9,6 +9,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from podidentity.testing.kube import KubeEmulator
+from tests.testing.kube.aio_client import aio_api_client
 from tests.testing.kube.kube_manifests import pod
 
 
@@ -155,14 +156,9 @@ def test_drop_watches_ends_streams(kube: KubeEmulator, core: kubernetes.client.C
 
 async def test_aio_watch_resumes(kube: KubeEmulator) -> None:
     from kubernetes.aio import client as aclient
-    from kubernetes.aio import config as aconfig
     from kubernetes.aio import watch as awatch
 
-    configuration = aclient.Configuration()
-    await aconfig.load_kube_config(
-        config_file=str(kube.kubeconfig_path), client_configuration=configuration
-    )
-    async with aclient.ApiClient(configuration) as api:
+    async with aio_api_client(kube) as api:
         core = aclient.CoreV1Api(api)
         listed = await core.list_namespaced_pod("default")
         kube.create(pod("a"), namespace="default")
