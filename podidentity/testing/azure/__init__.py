@@ -10,6 +10,9 @@ from __future__ import annotations
 from podidentity.testing.azure._arm import ArmService, arm_error_json
 from podidentity.testing.azure._clock import Clock, ManualClock, system_clock
 from podidentity.testing.azure._emulator import AzureEmulator, Endpoint, ImdsEndpoint
+from podidentity.testing.azure._gate import RequestGate
+from podidentity.testing.azure._imds import ImdsService
+from podidentity.testing.azure._imds_throttle import ImdsLimits
 from podidentity.testing.azure._keyvault import KeyVaultService
 from podidentity.testing.azure._proxy import HostRoutingProxy
 from podidentity.testing.azure._sdk_state import clear_key_vault_challenge_caches
@@ -38,11 +41,14 @@ __all__ = [
     "FederatedCredential",
     "HostRoutingProxy",
     "ImdsEndpoint",
+    "ImdsLimits",
+    "ImdsService",
     "IssuedToken",
     "KeyVaultService",
     "ManagedIdentity",
     "ManualClock",
     "Principal",
+    "RequestGate",
     "ServicePrincipal",
     "SystemIdentity",
     "arm_error_json",

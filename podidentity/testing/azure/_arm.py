@@ -354,11 +354,49 @@ class ArmService:
             )
         self._check_linked_authorization(compute, claims, changes)
         self._check_injected_failures(compute, changes)
-        current = {} if replace else dict(compute.user_assigned) if user_enabled else {}
-        for resource_id, value in changes.items():
-            key = str(resource_id).lower()
-            if value is None:
+        removed = {str(resource_id).lower() for resource_id, v in changes.items() if v is None}
+        added = self._identities_to_add(changes, user_enabled=user_enabled, compute=compute)
+        # The merge reads the live identity block under the world's lock: a change made while
+        # this request was validated (a test thread, another write) is kept, not overwritten by
+        # the copy read at the start of the request.
+        with self.world.atomically():
+            live = self.world.lookup_compute(
+                compute.kind, compute.subscription_id, compute.resource_group, compute.name
+            )
+            if live is None:
+                raise ArmError(404, "ResourceNotFound", f"{compute.resource_id} was deleted.")
+            if identity.get("type") is None:
+                system = live.system_identity is not None
+            current = {} if replace else dict(live.user_assigned) if user_enabled else {}
+            for key in removed:
                 current.pop(key, None)
+            current.update(added)
+            self._check_no_dangling_identities(live, current, added)
+            if len(current) > MAX_IDENTITIES_PER_REQUEST:
+                raise _identity_operation_failed(
+                    live,
+                    "BadRequest",
+                    f"User Assigned Identities Number '{len(current)}' Assign exceed limit"
+                    f" '{MAX_IDENTITIES_PER_REQUEST}' in one request.",
+                )
+            updated = self.world.update_identity(
+                live, system_assigned=system, user_assigned=current
+            )
+        logger.info(
+            "ARM set identities of %s to %s (%d user-assigned)",
+            updated.resource_id,
+            updated.identity_type,
+            len(updated.user_assigned),
+        )
+        return updated
+
+    def _identities_to_add(
+        self, changes: Mapping[str, Any], *, user_enabled: bool, compute: ComputeResource
+    ) -> dict[str, ManagedIdentity]:
+        """The identities a write adds, by lower-cased resource ID; each must exist."""
+        added: dict[str, ManagedIdentity] = {}
+        for resource_id, value in changes.items():
+            if value is None:
                 continue
             if not user_enabled:
                 raise ArmError(
@@ -367,27 +405,32 @@ class ArmService:
                     "userAssignedIdentities may only be given when identity.type includes"
                     " UserAssigned.",
                 )
+            key = str(resource_id).lower()
             found = self.world.managed_identity(key)
             if found is None or found.resource_id.lower() != key:
                 raise _identity_operation_failed(
                     compute, "NotFound", f"Resource '{resource_id}' was not found."
                 )
-            current[key] = found
-        if len(current) > MAX_IDENTITIES_PER_REQUEST:
-            raise _identity_operation_failed(
-                compute,
-                "BadRequest",
-                f"User Assigned Identities Number '{len(current)}' Assign exceed limit"
-                f" '{MAX_IDENTITIES_PER_REQUEST}' in one request.",
-            )
-        updated = self.world.update_identity(compute, system_assigned=system, user_assigned=current)
-        logger.info(
-            "ARM set identities of %s to %s (%d user-assigned)",
-            updated.resource_id,
-            updated.identity_type,
-            len(updated.user_assigned),
-        )
-        return updated
+            added[key] = found
+        return added
+
+    def _check_no_dangling_identities(
+        self,
+        compute: ComputeResource,
+        kept: Mapping[str, ManagedIdentity],
+        added: Mapping[str, ManagedIdentity],
+    ) -> None:
+        """A write that keeps a deleted identity fails, naming it, as in Azure.
+
+        Deleting an assigned identity leaves a dangling reference on the VM or scale set; ARM
+        then refuses every identity write that does not remove it (aad-pod-identity's MIC
+        answers by dropping the identities the error names and retrying).
+        """
+        for key, identity in kept.items():
+            if key not in added and self.world.managed_identity(key) is None:
+                raise _identity_operation_failed(
+                    compute, "NotFound", f"Resource '{identity.resource_id}' was not found."
+                )
 
     @staticmethod
     def _identity_type(value: Any, compute: ComputeResource) -> tuple[bool, bool]:

@@ -97,12 +97,25 @@ class Endpoint(Generic[_S]):
 
 @attrs.frozen
 class ImdsEndpoint:
-    """The IMDS of one VM or scale-set instance."""
+    """The IMDS of one VM or scale-set instance.
+
+    Attributes:
+        node: the machine it belongs to.
+        url: its plain-HTTP loopback URL (``AZURE_POD_IDENTITY_AUTHORITY_HOST``).
+        log: every request it served.
+        faults: next-N failures, resets, latency, in IMDS's error shape.
+        service: the shared IMDS service (limits, held tokens, identity delay).
+    """
 
     node: ImdsNode
     url: str
     log: RequestLog
     faults: FaultInjector
+    service: ImdsService
+
+    def restart(self, seconds: float = 70.0, *, status: int = 410) -> None:
+        """Make this IMDS answer ``status`` for ``seconds`` of the world clock, as it restarts."""
+        self.service.restart(self.node, seconds, status=status)
 
 
 class AzureEmulator:
@@ -306,7 +319,9 @@ class AzureEmulator:
                 self.imds_service.app(node), faults=faults, log=log, error_body=imds_error_body
             )
             running = self._server.serve_asgi(app)
-            endpoint = ImdsEndpoint(node=node, url=running.url, log=log, faults=faults)
+            endpoint = ImdsEndpoint(
+                node=node, url=running.url, log=log, faults=faults, service=self.imds_service
+            )
             self._imds[node] = endpoint
             return endpoint
 

@@ -10,26 +10,42 @@ Wire shapes follow IMDS: ``GET /metadata/identity/oauth2/token?api-version=&reso
 most one of ``client_id``, ``object_id``, ``msi_res_id`` (what MSAL sends), ``mi_res_id`` or
 ``resource_id`` (what azure-identity's aio client sends); header ``Metadata: true``; the answer's
 numbers are strings.
+
+A token proxy on the node (NMI) stands between pods and this endpoint, so the emulator also
+does what real IMDS does to the requests a proxy can get wrong: it refuses any request with an
+``X-Forwarded-For`` header (IMDS must not be put behind a proxy that says whom it forwards
+for), matches its paths the way IIS does (case-insensitive, a backslash read as ``/``: a proxy
+that intercepts only the exact lower-case path lets the others through to the node's
+identities), refuses unknown ``api-version`` values, and on request enforces its per-VM limits
+(:class:`~podidentity.testing.azure._imds_throttle.ImdsLimits`) and goes away for a while as
+when it restarts (:meth:`ImdsService.restart`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import threading
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from podidentity.testing.azure._gate import RequestGate
 from podidentity.testing.azure._http import (
+    JSON_CONTENT_TYPE,
     ASGIApp,
     Receive,
     Request,
     Scope,
     Send,
     read_request,
+    send_body,
     send_json,
 )
+from podidentity.testing.azure._imds_throttle import ImdsLimits, NodeThrottle
 from podidentity.testing.azure._tokens import IMDS_TOKEN_LIFETIME, TokenIssuer
 from podidentity.testing.azure._world import (
     AzureWorld,
@@ -38,14 +54,72 @@ from podidentity.testing.azure._world import (
     Principal,
 )
 
-__all__ = ["IDENTITY_PARAMETERS", "ImdsNode", "ImdsService", "imds_error_body"]
+__all__ = [
+    "API_VERSIONS",
+    "IDENTITY_PARAMETERS",
+    "ImdsNode",
+    "ImdsService",
+    "imds_error_body",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Query parameters that select a user-assigned identity; IMDS accepts one at most.
 IDENTITY_PARAMETERS = ("client_id", "object_id", "msi_res_id", "mi_res_id", "resource_id")
+#: The ``api-version`` values IMDS documents; anything else is refused. Every SDK asks the token
+#: endpoint with 2018-02-01.
+API_VERSIONS = (
+    "2017-03-01",
+    "2017-04-02",
+    "2017-08-01",
+    "2017-10-01",
+    "2017-12-01",
+    "2018-02-01",
+    "2018-04-02",
+    "2018-10-01",
+    "2019-02-01",
+    "2019-03-11",
+    "2019-04-30",
+    "2019-06-01",
+    "2019-06-04",
+    "2019-08-01",
+    "2019-08-15",
+    "2019-11-01",
+    "2020-06-01",
+    "2020-07-15",
+    "2020-09-01",
+    "2020-10-01",
+    "2020-12-01",
+    "2021-01-01",
+    "2021-02-01",
+    "2021-03-01",
+    "2021-05-01",
+    "2021-10-01",
+    "2021-11-01",
+    "2021-11-15",
+    "2021-12-13",
+    "2023-07-01",
+)
+_API_VERSION_ERROR = (
+    "Bad request. api-version is invalid or was not specified in the request. For more"
+    " information refer to aka.ms/azureimds"
+)
+# IMDS runs on IIS: paths match case-insensitively and a backslash reads as a slash
+# (GHSA-p82q-rxpm-hjpc: NMI missed `/metadata/identity\oauth2\token/`, IMDS answered it).
 _TOKEN_PATH = re.compile(r"^/metadata/identity/oauth2/token/?$", re.IGNORECASE)
 _INSTANCE_PATH = re.compile(r"^/metadata/instance(/.*)?$", re.IGNORECASE)
+#: What IMDS answers a request carrying X-Forwarded-For (observed on Azure; XML, not JSON).
+_FORWARDED_REFUSAL = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<Error xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+    b' xmlns:xsd="http://www.w3.org/2001/XMLSchema">\n'
+    b"    <Code>InvalidHeaderValue</Code>\n"
+    b"    <Message>The value provided for one of the HTTP headers was not in the correct"
+    b" format.</Message>\n"
+    b"    <Details>Header contains 'X-Forwarded-For' are not supported.</Details>\n"
+    b"</Error>"
+)
+_XML_CONTENT_TYPE = "application/xml; charset=utf-8"
 
 
 @attrs.frozen
@@ -77,28 +151,76 @@ def imds_error_body(status: int, message: str) -> tuple[bytes, str]:
 
 
 class _ImdsError(Exception):
-    def __init__(self, status: int, error: str, description: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        description: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(description)
         self.status = status
-        self.payload = {"error": error, "error_description": description}
+        self.payload: dict[str, Any] = {"error": error, "error_description": description}
+        self.headers = dict(headers or {})
+
+
+class _Refused(Exception):
+    """An answer in another shape than the token endpoint's OAuth error (XML, metadata)."""
+
+    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+        super().__init__(body.decode())
+        self.status = status
+        self.body = body
+        self.content_type = content_type
 
 
 class ImdsService:
-    """What every node's IMDS shares: the world, the token issuer, the propagation delay.
+    """What every node's IMDS shares: the world, the token issuer, and the test's controls.
 
     Attributes:
         identity_delay: seconds (world clock) after an identity is assigned to a VM or scale
             set during which IMDS still answers "Identity not found", as right after a real
             scale-set update. 0 by default.
+        limits: IMDS's per-node limits on token requests (``ImdsLimits()``: 20 per second, 5
+            concurrent), answered with ``429`` and ``Retry-After`` beyond; ``None`` (the
+            default) enforces none. Each node counts separately.
     """
 
     def __init__(self, world: AzureWorld, issuer: TokenIssuer) -> None:
         self.world = world
         self.issuer = issuer
         self.identity_delay = 0.0
+        self.limits: ImdsLimits | None = None
+        self._lock = threading.Lock()
+        self._throttles: dict[ImdsNode, NodeThrottle] = {}
+        self._outages: dict[ImdsNode, tuple[float, int]] = {}
+        self._gate: RequestGate | None = None
 
     def __repr__(self) -> str:
-        return f"ImdsService(identity_delay={self.identity_delay})"
+        return f"ImdsService(identity_delay={self.identity_delay}, limits={self.limits})"
+
+    def restart(self, node: ImdsNode, seconds: float = 70.0, *, status: int = 410) -> None:
+        """Make a node's IMDS unavailable for ``seconds`` of the world clock, as it restarts.
+
+        Every request meanwhile gets ``status``: 410 as IMDS answers while it is updated (back
+        within about 70 s), or 500/503 for a failing one. azure-identity retries both.
+        """
+        if seconds <= 0:
+            raise ValueError("a restart lasts a positive number of seconds")
+        with self._lock:
+            self._outages[node] = (self.world.clock() + seconds, status)
+
+    def hold_tokens(self) -> RequestGate:
+        """Hold every token request, after it is admitted by :attr:`limits`, until released.
+
+        Returns the gate: :meth:`~RequestGate.wait_held` waits until requests are in flight,
+        :meth:`~RequestGate.open` lets them (and every later one) through.
+        """
+        gate = RequestGate()
+        with self._lock:
+            self._gate = gate
+        return gate
 
     def app(self, node: ImdsNode) -> ASGIApp:
         """The ASGI app of one node's IMDS."""
@@ -108,42 +230,97 @@ class ImdsService:
                 return
             request = await read_request(scope, receive)
             try:
-                status, payload = self._dispatch(node, request)
+                status, payload = await self._dispatch(node, request)
             except _ImdsError as err:
-                status, payload = err.status, err.payload
+                await send_json(send, err.status, err.payload, headers=err.headers)
+                return
+            except _Refused as refusal:
+                await send_body(
+                    send, refusal.status, refusal.body, content_type=refusal.content_type
+                )
+                return
             await send_json(send, status, payload)
 
         return imds
 
-    def _dispatch(self, node: ImdsNode, request: Request) -> tuple[int, Any]:
-        if _TOKEN_PATH.match(request.path):
-            self._check_common(request)
-            return 200, self._token(node, request)
-        if _INSTANCE_PATH.match(request.path):
-            self._check_common(request)
+    async def _dispatch(self, node: ImdsNode, request: Request) -> tuple[int, Any]:
+        self._check_available(node)
+        if "x-forwarded-for" in request.headers:
+            # A proxy in front of IMDS must not say whom it forwards for.
+            raise _Refused(400, _FORWARDED_REFUSAL, _XML_CONTENT_TYPE)
+        path = request.path.replace("\\", "/")
+        if _TOKEN_PATH.match(path):
+            throttle = self._throttle(node)
+            if throttle is None:
+                return 200, await self._token_request(node, request)
+            wait = throttle.admit()
+            if wait is not None:
+                raise _ImdsError(
+                    429,
+                    "too_many_requests",
+                    "Too many requests. Retry after some time",
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
+            try:
+                return 200, await self._token_request(node, request)
+            finally:
+                throttle.release()
+        if _INSTANCE_PATH.match(path):
+            self._check_method_and_header(request)
+            if request.query.get("api-version") not in API_VERSIONS:
+                # The metadata endpoints' error shape, not the token endpoint's OAuth one.
+                body = {"error": _API_VERSION_ERROR, "newest-versions": list(API_VERSIONS[-3:])}
+                raise _Refused(400, json.dumps(body).encode(), JSON_CONTENT_TYPE)
             return 200, self._instance(node)
         return 404, {"error": "Not found"}
 
+    async def _token_request(self, node: ImdsNode, request: Request) -> dict[str, str]:
+        self._check_method_and_header(request)
+        if request.query.get("api-version") not in API_VERSIONS:
+            raise _ImdsError(400, "invalid_request", _API_VERSION_ERROR)
+        with self._lock:
+            gate = self._gate
+        if gate is not None:
+            await gate.passage()
+        return self._token(node, request)
+
+    def _check_available(self, node: ImdsNode) -> None:
+        with self._lock:
+            outage = self._outages.get(node)
+            if outage is not None and self.world.clock() >= outage[0]:
+                del self._outages[node]
+                outage = None
+        if outage is not None:
+            until, status = outage
+            raise _ImdsError(
+                status,
+                "gone" if status == 410 else "unknown_error",
+                f"IMDS is restarting; try again within {math.ceil(until - self.world.clock())}"
+                " seconds",
+            )
+
+    def _throttle(self, node: ImdsNode) -> NodeThrottle | None:
+        limits = self.limits
+        if limits is None:
+            return None
+        with self._lock:
+            throttle = self._throttles.get(node)
+            if throttle is None or throttle.limits != limits:
+                throttle = NodeThrottle(limits, self.world.clock)
+                self._throttles[node] = throttle
+            return throttle
+
     @staticmethod
-    def _check_common(request: Request) -> None:
+    def _check_method_and_header(request: Request) -> None:
         if request.method != "GET":
             raise _ImdsError(405, "invalid_request", "Only GET is supported")
         if request.headers.get("metadata", "").lower() != "true":
             raise _ImdsError(400, "invalid_request", "Required metadata header not specified")
-        if not request.query.get("api-version"):
-            raise _ImdsError(
-                400,
-                "invalid_request",
-                "Bad request. api-version was not specified in the request. For more"
-                " information refer to aka.ms/azureimds",
-            )
 
     def _token(self, node: ImdsNode, request: Request) -> dict[str, str]:
         resource = request.query.get("resource", "")
         if not resource:
-            raise _ImdsError(
-                400, "invalid_request", "Required query variable 'resource' is missing"
-            )
+            raise _ImdsError(400, "invalid_request", "Required audience parameter not specified")
         principal = self._select_identity(node, request)
         if not self.world.knows_resource(resource):
             raise _ImdsError(
@@ -180,9 +357,7 @@ class ImdsService:
                 "invalid_request",
                 "Only one of client_id, object_id, msi_res_id may be specified",
             )
-        compute = self.world.lookup_compute(
-            node.kind, node.subscription_id, node.resource_group, node.name
-        )
+        compute = self._machine(node)
         if compute is None:
             raise _ImdsError(400, "invalid_request", "Identity not found")
         system, user = self._visible_identities(compute)
@@ -212,14 +387,26 @@ class ImdsService:
                 return principal
         raise _ImdsError(400, "invalid_request", "Identity not found")
 
+    def _machine(self, node: ImdsNode) -> ComputeResource | None:
+        """The node's VM or scale set; ``None`` when gone, or the instance was scaled away."""
+        compute = self.world.lookup_compute(
+            node.kind, node.subscription_id, node.resource_group, node.name
+        )
+        if compute is None or (node.instance is not None and node.instance >= compute.capacity):
+            return None
+        return compute
+
     def _visible_identities(
         self, compute: ComputeResource
     ) -> tuple[Principal | None, list[Principal]]:
         now = self.world.clock()
+        # A deleted identity stays on the VM as a dangling reference (ARM shows it), but its
+        # service principal is gone: IMDS has nothing to issue tokens for.
         user = [
             identity.principal
             for key, identity in compute.user_assigned.items()
             if now >= compute.assigned_at.get(key, 0.0) + self.identity_delay
+            and self.world.managed_identity(key) is not None
         ]
         system = None
         if compute.system_identity is not None:
@@ -233,9 +420,7 @@ class ImdsService:
         return system, user
 
     def _instance(self, node: ImdsNode) -> dict[str, Any]:
-        compute = self.world.lookup_compute(
-            node.kind, node.subscription_id, node.resource_group, node.name
-        )
+        compute = self._machine(node)
         if compute is None:
             raise _ImdsError(404, "not_found", "The VM does not exist any more")
         index = node.instance or 0

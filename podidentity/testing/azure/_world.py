@@ -13,10 +13,11 @@ out are snapshots: change the world through its methods, not by editing a record
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import attrs
@@ -296,6 +297,17 @@ class AzureWorld:
                 f"AzureWorld(tenant_id={self.tenant_id!r}, identities={len(self._identities)},"
                 f" applications={len(self._applications)}, compute={len(self._compute)})"
             )
+
+    @contextlib.contextmanager
+    def atomically(self) -> Iterator[None]:
+        """Hold the world's lock across several calls, for a read-modify-write.
+
+        ARM's PATCH reads an identity block, merges the request into it and writes it back; the
+        servers run on another thread than the test, so without this a change made in between
+        would be overwritten. The lock is re-entrant: the world's own methods work inside.
+        """
+        with self._lock:
+            yield
 
     # -- subscriptions and resource groups ---------------------------------------------------
 
@@ -692,6 +704,17 @@ class AzureWorld:
                 if key not in live.user_assigned:
                     live.assigned_at[key] = now
                 live.user_assigned[key] = identity
+            return live.snapshot()
+
+    def scale_vmss(self, vmss: ComputeResource, capacity: int) -> ComputeResource:
+        """Change a scale set's instance count; IMDS of removed instances stops answering."""
+        if capacity < 0:
+            raise ValueError("a scale set's capacity cannot be negative")
+        with self._lock:
+            live = self._live(vmss)
+            if live.kind != "virtualMachineScaleSets":
+                raise ValueError(f"{live.resource_id} is not a scale set")
+            live.capacity = capacity
             return live.snapshot()
 
     def all_compute(self) -> list[ComputeResource]:

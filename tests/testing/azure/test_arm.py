@@ -517,3 +517,65 @@ def test_tokens_arm_must_refuse(azure: AzureEmulator, forge: str, code: str) -> 
         )
     assert _error(response)[:2] == (401, code)
     assert token not in response.text
+
+
+def test_a_write_keeping_a_deleted_identity_fails_until_it_is_removed(
+    azure: AzureEmulator, arm: httpx.Client
+) -> None:
+    # Azure keeps a dangling reference when an assigned identity is deleted, and every later
+    # write that keeps it fails with FailedIdentityOperation naming it (why MIC drops the
+    # identities an error names and retries).
+    gone = azure.world.add_managed_identity("gone")
+    other = azure.world.add_managed_identity("other")
+    vmss = azure.world.add_vmss("pool", identities=[gone])
+    azure.world.delete_managed_identity(gone)
+    assert (
+        gone.resource_id in arm.get(vmss.resource_id).json()["identity"]["userAssignedIdentities"]
+    )
+    keeping = _patch(
+        arm, vmss, {"type": "UserAssigned", "userAssignedIdentities": {other.resource_id: {}}}
+    )
+    status, code, message = _error(keeping)
+    assert (status, code) == (400, "FailedIdentityOperation")
+    assert gone.resource_id in message
+    assert other.resource_id.lower() not in azure.world.vmss("pool").user_assigned
+    removing = _patch(
+        arm,
+        vmss,
+        {
+            "type": "UserAssigned",
+            "userAssignedIdentities": {gone.resource_id: None, other.resource_id: {}},
+        },
+    )
+    assert removing.status_code == 200, removing.json()
+    assert list(removing.json()["identity"]["userAssignedIdentities"]) == [other.resource_id]
+
+
+def test_a_write_does_not_lose_a_concurrent_world_change(
+    azure: AzureEmulator, arm: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ARM's PATCH is a read-modify-write of the identity block; a world change made (from the
+    # test's thread) while it runs must not be overwritten by the PATCH's stale copy.
+    first = azure.world.add_managed_identity("first")
+    concurrent = azure.world.add_managed_identity("concurrent")
+    vmss = azure.world.add_vmss("pool")
+    lookup = azure.world.managed_identity
+    changed: list[bool] = []
+
+    def lookup_then_change(key: str) -> ManagedIdentity | None:
+        # Runs in the middle of the PATCH, after ARM read the scale set.
+        if not changed:
+            changed.append(True)
+            azure.world.assign_identities(vmss, [concurrent])
+        return lookup(key)
+
+    monkeypatch.setattr(azure.world, "managed_identity", lookup_then_change)
+    response = _patch(
+        arm, vmss, {"type": "UserAssigned", "userAssignedIdentities": {first.resource_id: {}}}
+    )
+    assert response.status_code == 200, response.json()
+    assert changed
+    assert set(azure.world.vmss("pool").user_assigned) == {
+        first.resource_id.lower(),
+        concurrent.resource_id.lower(),
+    }

@@ -168,7 +168,12 @@ def test_unknown_resource_and_missing_parameters(azure: AzureEmulator) -> None:
     unknown = _get(url, resource="https://nosuch.example.com")
     assert unknown.status_code == 400
     assert unknown.json()["error"] == "invalid_resource"
-    assert _get(url).json()["error_description"] == "Required query variable 'resource' is missing"
+    missing = _get(url)
+    assert missing.status_code == 400
+    assert missing.json() == {
+        "error": "invalid_request",
+        "error_description": "Required audience parameter not specified",
+    }
     two = _get(url, resource=VAULT, client_id=identity.client_id, msi_res_id=identity.resource_id)
     assert two.status_code == 400
 
@@ -239,3 +244,58 @@ def test_injected_imds_error_without_retries(azure: AzureEmulator) -> None:
     azure.imds(vm=vm).faults.fail_next(1, status=503, message="IMDS is restarting")
     with azure.patched_environ(vm=vm), pytest.raises(ClientAuthenticationError):
         ManagedIdentityCredential(retry_total=0).get_token(VAULT)
+
+
+def test_a_deleted_identity_gets_no_more_tokens(azure: AzureEmulator) -> None:
+    # The VM keeps a dangling reference (ARM shows it), but the identity's service principal is
+    # gone, so IMDS can no longer issue tokens for it.
+    identity = azure.world.add_managed_identity("gone")
+    vm = azure.world.add_vm("node-0", identities=[identity])
+    url = azure.imds_url(vm=vm)
+    assert _get(url, resource=VAULT, client_id=identity.client_id).status_code == 200
+    azure.world.delete_managed_identity(identity)
+    by_client_id = _get(url, resource=VAULT, client_id=identity.client_id)
+    assert by_client_id.status_code == 400
+    assert by_client_id.json()["error_description"] == "Identity not found"
+    assert _get(url, resource=VAULT).json()["error_description"] == "Identity not found"
+
+
+def test_a_removed_scale_set_instance_gets_no_more_tokens(azure: AzureEmulator) -> None:
+    identity = azure.world.add_managed_identity("app-id")
+    vmss = azure.world.add_vmss("pool", capacity=3, identities=[identity])
+    url = azure.imds_url(vmss=vmss, instance=2)
+    assert _get(url, resource=VAULT).status_code == 200
+    azure.world.scale_vmss(vmss, 2)
+    gone = _get(url, resource=VAULT)
+    assert gone.status_code == 400
+    assert gone.json()["error_description"] == "Identity not found"
+    metadata = httpx.get(
+        url + "/metadata/instance",
+        params={"api-version": "2021-02-01"},
+        headers={"Metadata": "true"},
+    )
+    assert metadata.status_code == 404
+    assert _get(azure.imds_url(vmss=vmss, instance=1), resource=VAULT).status_code == 200
+    with pytest.raises(ValueError, match="no instance 2"):
+        azure.imds(vmss="pool", instance=2)
+    azure.world.scale_vmss(vmss, 3)
+    assert _get(url, resource=VAULT).status_code == 200
+
+
+def test_the_system_assigned_identity_follows_the_identity_type(azure: AzureEmulator) -> None:
+    # Turning the system-assigned identity off and on again creates a new principal; IMDS
+    # issues tokens for the new one only, and none while it is off.
+    vm = azure.world.add_vm("node-0", system_assigned=True)
+    url = azure.imds_url(vm=vm)
+    old = vm.system_identity
+    assert old is not None
+    assert _get(url, resource=VAULT, object_id=old.principal_id).status_code == 200
+    azure.world.set_system_assigned(vm, False)
+    assert _get(url, resource=VAULT).json()["error_description"] == "Identity not found"
+    new = azure.world.set_system_assigned(vm, True).system_identity
+    assert new is not None
+    assert new.principal_id != old.principal_id
+    assert _get(url, resource=VAULT, object_id=old.principal_id).status_code == 400
+    with azure.patched_environ(vm=vm):
+        token = ManagedIdentityCredential().get_token(VAULT)
+    assert unverified_claims(token.token)["oid"] == new.principal_id
