@@ -2,6 +2,8 @@
 
 Each resource supports a fixed set of fields, as in the real server; anything else is a 400
 ``field label not supported``. Field values are compared as strings (``spec.hostNetwork=true``).
+Most fields are paths into the object; a few are computed the way the real server's
+``ToSelectableFields`` computes them (an event's ``source``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ _EXTRA: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("", "nodes"): ("spec.unschedulable",),
     ("", "namespaces"): ("status.phase",),
     ("", "secrets"): ("type",),
+    ("events.k8s.io", "events"): (
+        "regarding.kind",
+        "regarding.namespace",
+        "regarding.name",
+        "regarding.uid",
+        "regarding.apiVersion",
+        "regarding.resourceVersion",
+        "regarding.fieldPath",
+        "reason",
+        "reportingController",
+        "type",
+    ),
     ("", "events"): (
         "involvedObject.kind",
         "involvedObject.namespace",
@@ -43,6 +57,17 @@ _EXTRA: Mapping[tuple[str, str], tuple[str, ...]] = {
         "source",
         "type",
     ),
+}
+
+
+def _event_source(event: Mapping[str, Any]) -> str:
+    # Events written through events.k8s.io/v1 have no source.component: the real server then
+    # selects them by their reporting controller.
+    return _value(event, "source.component") or _value(event, "reportingComponent")
+
+
+_COMPUTED: Mapping[tuple[str, str, str], Callable[[Mapping[str, Any]], str]] = {
+    ("", "events", "source"): _event_source,
 }
 
 
@@ -67,6 +92,8 @@ class FieldSelector:
     """A parsed field selector: all requirements must hold."""
 
     requirements: tuple[tuple[str, str, str], ...]
+    #: per requirement, how to compute a field that is not a plain path (else ``None``).
+    getters: tuple[Callable[[Mapping[str, Any]], str] | None, ...]
 
     @classmethod
     def parse(cls, text: str, group: str, plural: str) -> FieldSelector:
@@ -84,12 +111,14 @@ class FieldSelector:
             if field not in allowed:
                 raise APIError.bad_request(f"field label not supported: {field}")
             requirements.append((field, "!=" if op == "!=" else "=", value.strip()))
-        return cls(tuple(requirements))
+        getters = tuple(_COMPUTED.get((group, plural, f)) for f, _, _ in requirements)
+        return cls(tuple(requirements), getters)
 
     def matches(self, obj: Mapping[str, Any]) -> bool:
         """Whether ``obj`` satisfies every requirement."""
-        for field, op, value in self.requirements:
-            if (_value(obj, field) == value) != (op == "="):
+        for (field, op, value), getter in zip(self.requirements, self.getters, strict=True):
+            actual = getter(obj) if getter is not None else _value(obj, field)
+            if (actual == value) != (op == "="):
                 return False
         return True
 

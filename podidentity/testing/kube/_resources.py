@@ -12,6 +12,8 @@ from typing import Any
 
 import attrs
 
+from ._printers import EVENT_PRINTER, EVENTS_V1_PRINTER, POD_PRINTER, Printer
+
 __all__ = ["BUILTIN_RESOURCES", "PrinterColumn", "ResourceType"]
 
 _ALL_VERBS = (
@@ -56,6 +58,8 @@ class ResourceType:
             ``metadata.name``.
         schema: a CRD's structural ``openAPIV3Schema`` (validation and pruning), or ``None``.
         printer_columns: extra ``kubectl get`` columns after ``NAME``.
+        printer: a built-in kind's computed table (all columns), instead of
+            ``printer_columns``.
         categories: kubectl categories (``all``).
         virtual: create-only and never stored (TokenReview).
         status_resets_on_update: the main resource ignores ``status`` on writes.
@@ -75,6 +79,7 @@ class ResourceType:
     printer_columns: tuple[PrinterColumn, ...] = ()
     categories: tuple[str, ...] = ()
     virtual: bool = False
+    printer: Printer | None = None
 
     @property
     def api_version(self) -> str:
@@ -130,12 +135,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         short_names=("po",),
         subresources=("status",),
         categories=("all",),
-        printer_columns=(
-            PrinterColumn("Status", ".status.phase"),
-            _AGE,
-            PrinterColumn("IP", ".status.podIP", priority=1),
-            PrinterColumn("Node", ".spec.nodeName", priority=1),
-        ),
+        printer=POD_PRINTER,
     ),
     _core(
         "nodes",
@@ -165,12 +165,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         namespaced=True,
         short_names=("ev",),
         name_rule="path",
-        printer_columns=(
-            PrinterColumn("Type", ".type"),
-            PrinterColumn("Reason", ".reason"),
-            PrinterColumn("Message", ".message"),
-            _AGE,
-        ),
+        printer=EVENT_PRINTER,
     ),
     ResourceType(
         group="coordination.k8s.io",
@@ -190,7 +185,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         singular="event",
         short_names=("ev",),
         name_rule="path",
-        printer_columns=(PrinterColumn("Reason", ".reason"), PrinterColumn("Note", ".note"), _AGE),
+        printer=EVENTS_V1_PRINTER,
     ),
     ResourceType(
         group="apiextensions.k8s.io",

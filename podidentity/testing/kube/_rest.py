@@ -88,6 +88,15 @@ def query_flag(query: Mapping[str, str], name: str) -> bool:
     return value is not None and value != "0" and value.lower() != "false"
 
 
+def _verb(request: _Request, name: str | None) -> str:
+    """The API verb of a request to a resource or one object (``""`` if none fits)."""
+    if name is not None:
+        return _VERB_OF_METHOD.get(request.method, "")
+    if request.method == "GET":
+        return "watch" if query_flag(request.query, "watch") else "list"
+    return {"POST": "create", "DELETE": "deletecollection"}.get(request.method, "")
+
+
 def _parse_query(raw: str) -> dict[str, str]:
     # The first value wins and blank values count, as in the API server's parameter decoding.
     query: dict[str, str] = {}
@@ -331,6 +340,9 @@ class RestApp:
                 if resource.virtual
                 else "the server could not find the requested resource",
             )
+        if subresource is None and _verb(request, name) not in resource.verbs:
+            # What discovery does not advertise is not served (DELETE /api/v1/namespaces).
+            raise APIError.method_not_allowed()
         dry_run = request.query.get("dryRun") == "All"
         strict = request.query.get("fieldValidation") == "Strict"
         if name is None:
@@ -616,7 +628,7 @@ class RestApp:
         next_bookmark = time.monotonic() + self.bookmark_interval
         while True:
             now = time.monotonic()
-            if now >= deadline or watcher.closed:
+            if now >= deadline:
                 return
             if watcher.overflowed:
                 await self._send_chunk(
@@ -638,6 +650,10 @@ class RestApp:
                         break
                 await self._send_chunk(send, b"".join(chunk))
                 continue
+            if watcher.closed:
+                # Only after the queue: a CRD's deletion queues its objects' DELETED events
+                # and then closes their watches, and clients must see those events.
+                return
             if bookmarks and (now >= next_bookmark or watcher.bookmark_requested):
                 watcher.bookmark_requested = False
                 next_bookmark = now + self.bookmark_interval

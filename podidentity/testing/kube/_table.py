@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._printers import since
 from ._resources import PrinterColumn, ResourceType
 
 __all__ = ["TABLE_ACCEPT", "human_age", "table"]
@@ -22,18 +23,11 @@ _FILTER = re.compile(r"\[\?\(@\.(\w+)==\"([^\"]*)\"\)\]")
 
 
 def human_age(timestamp: str | None, now: dt.datetime | None = None) -> str:
-    """``5s``, ``3m``, ``2h``, ``4d`` since an RFC 3339 timestamp (``<unknown>`` if none)."""
-    if not timestamp:
-        return "<unknown>"
-    then = dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
-    seconds = max(0, int(((now or dt.datetime.now(dt.timezone.utc)) - then).total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+    """``5s``, ``3m20s``, ``5h``, ``2y331d`` since an RFC 3339 timestamp (``<unknown>`` if none).
+
+    The real server's ``duration.HumanDuration``, so ages read as they do against a cluster.
+    """
+    return since(timestamp, now)
 
 
 def _lookup(obj: Any, path: str) -> Any:
@@ -68,6 +62,11 @@ def _cell(column: PrinterColumn, obj: Mapping[str, Any]) -> Any:
 
 
 def _column_definitions(resource: ResourceType) -> list[dict[str, Any]]:
+    if resource.printer is not None:
+        return [
+            {"name": name, "type": "string", "format": fmt, "description": "", "priority": priority}
+            for name, priority, fmt in resource.printer.columns
+        ]
     columns = [
         {
             "name": "Name",
@@ -95,10 +94,13 @@ def _column_definitions(resource: ResourceType) -> list[dict[str, Any]]:
 
 
 def _row(resource: ResourceType, obj: Mapping[str, Any], include_object: str) -> dict[str, Any]:
-    cells: list[Any] = [obj.get("metadata", {}).get("name", "")]
-    cells.extend(_cell(c, obj) for c in resource.printer_columns)
-    if not any(c.type == "date" for c in resource.printer_columns):
-        cells.append(human_age(obj.get("metadata", {}).get("creationTimestamp")))
+    if resource.printer is not None:
+        cells = resource.printer.row(obj)
+    else:
+        cells = [obj.get("metadata", {}).get("name", "")]
+        cells.extend(_cell(c, obj) for c in resource.printer_columns)
+        if not any(c.type == "date" for c in resource.printer_columns):
+            cells.append(human_age(obj.get("metadata", {}).get("creationTimestamp")))
     row: dict[str, Any] = {"cells": cells}
     if include_object == "Object":
         row["object"] = obj

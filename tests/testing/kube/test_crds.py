@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import kubernetes
@@ -258,3 +260,44 @@ def test_crd_name_must_match(api_client: kubernetes.client.ApiClient) -> None:
     with pytest.raises(ApiException) as caught:
         kubernetes.client.ApiextensionsV1Api(api_client).create_custom_resource_definition(bad)
     assert caught.value.status == 422
+
+
+@pytest.mark.usefixtures("crd")
+def test_deleting_the_crd_sends_deleted_events_then_ends_watches(
+    kube: KubeEmulator,
+    api_client: kubernetes.client.ApiClient,
+    custom: kubernetes.client.CustomObjectsApi,
+) -> None:
+    custom.create_namespaced_custom_object(GROUP, "v1", "default", "widgets", widget("w1"))
+    seen: list[tuple[str, str]] = []
+
+    def watch() -> None:
+        for event in kubernetes.watch.Watch().stream(
+            custom.list_namespaced_custom_object,
+            GROUP,
+            "v1",
+            "default",
+            "widgets",
+            timeout_seconds=20,
+        ):
+            seen.append((event["type"], event["object"]["metadata"]["name"]))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    store = kube.apiserver.store.of(kube.apiserver.resource(f"widgets.{GROUP}"))
+    deadline = time.monotonic() + 10
+    while not (store.watchers and seen):
+        assert time.monotonic() < deadline, "the watch never started"
+        time.sleep(0.02)
+    started = time.monotonic()
+    kubernetes.client.ApiextensionsV1Api(api_client).delete_custom_resource_definition(
+        f"widgets.{GROUP}"
+    )
+    watcher.join(timeout=15)
+    assert not watcher.is_alive()
+    assert time.monotonic() - started < 10, "the watch outlived its resource"
+    assert seen == [("ADDED", "w1"), ("DELETED", "w1")]
+
+    # A CRD created again serves an empty collection that can be watched from scratch.
+    kubernetes.client.ApiextensionsV1Api(api_client).create_custom_resource_definition(widget_crd())
+    assert custom.list_namespaced_custom_object(GROUP, "v1", "default", "widgets")["items"] == []

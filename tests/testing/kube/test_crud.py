@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 
 import kubernetes
 import pytest
@@ -280,3 +282,13 @@ def test_python_helpers(kube: KubeEmulator) -> None:
     assert patched["metadata"]["labels"] == {"a": "b"}
     kube.delete("pods", "web", namespace="default")
     assert kube.list("pods") == []
+
+
+def test_verbs_a_resource_does_not_have_are_method_not_allowed(kube: KubeEmulator) -> None:
+    # Namespaces have no deletecollection: a DELETE of the collection must not wipe the cluster.
+    url = f"{kube.url}/api/v1/namespaces"  # the emulator's own http:// URL
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"))  # noqa: S310
+    assert caught.value.code == 405
+    assert json.loads(caught.value.read())["reason"] == "MethodNotAllowed"
+    assert kube.get("namespaces", "default")["status"]["phase"] == "Active"

@@ -9,6 +9,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import yaml
@@ -211,3 +213,144 @@ def test_server_side_apply_removes_what_the_manifest_dropped(
     kubectl("apply", "--server-side", "-f", "-", stdin=unlabelled)
     stored = cluster.get("azureidentitybindings", "ssa-binding", namespace="default")
     assert "labels" not in stored["metadata"]
+
+
+def _event_about(obj: dict[str, Any], name: str, reason: str, message: str) -> dict[str, Any]:
+    meta = obj["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "reason": reason,
+        "message": message,
+        "type": "Warning",
+        "count": 4,
+        "firstTimestamp": "2020-01-01T00:00:00Z",
+        "lastTimestamp": "2020-01-01T00:00:00Z",
+        "source": {"component": "mic"},
+    }
+
+
+@pytest.fixture(scope="module")
+def described(cluster: KubeEmulator) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A running pod and an AzureIdentity in namespace ``described``, each with an event."""
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "described"}})
+    pod = cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "described"},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "nginx"}]},
+            "status": {
+                "phase": "Running",
+                "podIP": "127.10.0.7",
+                "containerStatuses": [
+                    {
+                        "name": "app",
+                        "image": "nginx",
+                        "imageID": "",
+                        "ready": True,
+                        "restartCount": 0,
+                        "state": {"running": {"startedAt": "2020-01-01T00:00:00Z"}},
+                    }
+                ],
+            },
+        }
+    )
+    identity = cluster.create(
+        {**yaml.safe_load(IDENTITY), "metadata": {"name": "described-id", "namespace": "described"}}
+    )
+    for obj, reason, message in (
+        (pod, "NoIdentity", "no AzureIdentityBinding matches the pod"),
+        (identity, "BindingMissing", "no AzureIdentityBinding selects this identity"),
+        ({**identity, "metadata": {**identity["metadata"], "uid": "an-older-one"}}, "Old", "x"),
+    ):
+        name = f"{obj['metadata']['name']}.{reason.lower()}"
+        cluster.create(_event_about(obj, name, reason, message))
+    return pod, identity
+
+
+def _events_section(output: str) -> list[str]:
+    return output.split("\nEvents:\n", 1)[1].splitlines()
+
+
+def test_describe_a_pod_shows_its_events(
+    kubectl: Kubectl, cluster: KubeEmulator, described: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    pod, _ = described
+    output = kubectl("describe", "pod", "web", "-n", "described").stdout
+    assert "Status:           Running" in output
+    assert "IP:               127.10.0.7" in output
+    rows = _events_section(output)
+    assert rows[0].split() == ["Type", "Reason", "Age", "From", "Message"]
+    assert rows[2].split()[:2] == ["Warning", "NoIdentity"]
+    assert "(x4 over " in rows[2]
+    assert rows[2].rstrip().endswith("mic   no AzureIdentityBinding matches the pod")
+    # What kubectl 1.37 asks for: the object's events by name, namespace and uid.
+    lookup = cluster.requests.find(method="GET", path="^/api/v1/namespaces/described/events$")[-1]
+    assert sorted(parse_qs(lookup.query)["fieldSelector"][0].split(",")) == [
+        "involvedObject.name=web",
+        "involvedObject.namespace=described",
+        f"involvedObject.uid={pod['metadata']['uid']}",
+    ]
+
+
+def test_describe_an_azure_identity_shows_its_events(
+    kubectl: Kubectl, cluster: KubeEmulator, described: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    _, identity = described
+    output = kubectl("describe", "azureidentity", "described-id", "-n", "described").stdout
+    assert "Kind:         AzureIdentity" in output
+    assert "Client ID:    00000000-0000-0000-0000-000000000001" in output
+    rows = _events_section(output)
+    # Only the event about this uid: the one about an earlier object of that name is not shown.
+    assert [r.split()[:2] for r in rows[2:]] == [["Warning", "BindingMissing"]]
+    lookup = cluster.requests.find(method="GET", path="^/api/v1/namespaces/described/events$")[-1]
+    assert sorted(parse_qs(lookup.query)["fieldSelector"][0].split(",")) == [
+        "involvedObject.kind=AzureIdentity",
+        "involvedObject.name=described-id",
+        "involvedObject.namespace=described",
+        f"involvedObject.uid={identity['metadata']['uid']}",
+    ]
+
+
+@pytest.mark.usefixtures("described")
+def test_get_events_prints_the_real_columns(kubectl: Kubectl) -> None:
+    lines = kubectl("get", "events", "-n", "described").stdout.splitlines()
+    assert lines[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert lines[1].split()[1:4] == ["Warning", "BindingMissing", "azureidentity/described-id"]
+    assert lines[1].rstrip().endswith("no AzureIdentityBinding selects this identity")
+    wide = kubectl("get", "events", "-n", "described", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-4:] == ["FIRST", "SEEN", "COUNT", "NAME"]
+    assert wide[1].split()[-2:] == ["4", "described-id.bindingmissing"]
+    everywhere = kubectl("get", "events", "-A", "--field-selector", "reason=NoIdentity").stdout
+    assert [line.split()[0] for line in everywhere.splitlines()[1:]] == ["described"]
+
+
+@pytest.mark.usefixtures("described")
+def test_get_pods_wide_prints_the_priority_columns(kubectl: Kubectl) -> None:
+    narrow = kubectl("get", "pods", "-n", "described").stdout.splitlines()
+    assert narrow[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert narrow[1].split()[:4] == ["web", "1/1", "Running", "0"]
+    wide = kubectl("get", "pods", "-n", "described", "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == [
+        "NAME",
+        "READY",
+        "STATUS",
+        "RESTARTS",
+        "AGE",
+        "IP",
+        "NODE",
+        "NOMINATED",
+        "NODE",
+        "READINESS",
+        "GATES",
+    ]
+    assert wide[1].split()[5:] == ["127.10.0.7", "node-1", "<none>", "<none>"]
