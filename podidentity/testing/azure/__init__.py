@@ -12,6 +12,7 @@ from podidentity.testing.azure._clock import Clock, ManualClock, system_clock
 from podidentity.testing.azure._emulator import AzureEmulator, Endpoint, ImdsEndpoint
 from podidentity.testing.azure._gate import RequestGate
 from podidentity.testing.azure._imds import ImdsService
+from podidentity.testing.azure._imds_cache import TokenCachePolicy
 from podidentity.testing.azure._imds_throttle import ImdsLimits
 from podidentity.testing.azure._keyvault import KeyVaultService
 from podidentity.testing.azure._proxy import HostRoutingProxy
@@ -51,6 +52,7 @@ __all__ = [
     "RequestGate",
     "ServicePrincipal",
     "SystemIdentity",
+    "TokenCachePolicy",
     "arm_error_json",
     "clear_key_vault_challenge_caches",
     "system_clock",

@@ -19,6 +19,10 @@ that intercepts only the exact lower-case path lets the others through to the no
 identities), refuses unknown ``api-version`` values, and on request enforces its per-VM limits
 (:class:`~podidentity.testing.azure._imds_throttle.ImdsLimits`) and goes away for a while as
 when it restarts (:meth:`ImdsService.restart`).
+
+Like the platform behind real IMDS, each node caches the tokens it issues
+(:mod:`~podidentity.testing.azure._imds_cache`): the same token, with a shrinking
+``expires_in``, until it nears expiry or its identity leaves the node.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import attrs
@@ -45,8 +49,9 @@ from podidentity.testing.azure._http import (
     send_body,
     send_json,
 )
+from podidentity.testing.azure._imds_cache import ImdsTokenCache, TokenCachePolicy
 from podidentity.testing.azure._imds_throttle import ImdsLimits, NodeThrottle
-from podidentity.testing.azure._tokens import IMDS_TOKEN_LIFETIME, TokenIssuer
+from podidentity.testing.azure._tokens import IssuedToken, TokenIssuer
 from podidentity.testing.azure._world import (
     AzureWorld,
     ComputeKind,
@@ -123,6 +128,15 @@ _XML_CONTENT_TYPE = "application/xml; charset=utf-8"
 
 
 @attrs.frozen
+class _Visible:
+    """The identities IMDS can use on a node now, and the grant each holds it under."""
+
+    system: Principal | None
+    user: list[Principal]
+    grants: dict[str, Hashable]
+
+
+@attrs.frozen
 class ImdsNode:
     """Which machine an IMDS endpoint belongs to: a VM, or instance ``instance`` of a scale set."""
 
@@ -185,6 +199,10 @@ class ImdsService:
         limits: IMDS's per-node limits on token requests (``ImdsLimits()``: 20 per second, 5
             concurrent), answered with ``429`` and ``Retry-After`` beyond; ``None`` (the
             default) enforces none. Each node counts separately.
+        token_policy: the lifetime of IMDS tokens (24 h) and how long before expiry a cached
+            one is replaced (5 minutes).
+        cache_tokens: whether each node hands out its cached token again (``True``, as
+            Azure's IMDS does) or issues a new one per request.
     """
 
     def __init__(self, world: AzureWorld, issuer: TokenIssuer) -> None:
@@ -192,13 +210,19 @@ class ImdsService:
         self.issuer = issuer
         self.identity_delay = 0.0
         self.limits: ImdsLimits | None = None
+        self.token_policy = TokenCachePolicy()
+        self.cache_tokens = True
         self._lock = threading.Lock()
+        self._caches: dict[ImdsNode, ImdsTokenCache] = {}
         self._throttles: dict[ImdsNode, NodeThrottle] = {}
         self._outages: dict[ImdsNode, tuple[float, int]] = {}
         self._gate: RequestGate | None = None
 
     def __repr__(self) -> str:
-        return f"ImdsService(identity_delay={self.identity_delay}, limits={self.limits})"
+        return (
+            f"ImdsService(identity_delay={self.identity_delay}, limits={self.limits},"
+            f" token_policy={self.token_policy}, cache_tokens={self.cache_tokens})"
+        )
 
     def restart(self, node: ImdsNode, seconds: float = 70.0, *, status: int = 410) -> None:
         """Make a node's IMDS unavailable for ``seconds`` of the world clock, as it restarts.
@@ -321,7 +345,8 @@ class ImdsService:
         resource = request.query.get("resource", "")
         if not resource:
             raise _ImdsError(400, "invalid_request", "Required audience parameter not specified")
-        principal = self._select_identity(node, request)
+        visible = self._visible_on(node)
+        principal = self._select_identity(visible, request)
         if not self.world.knows_resource(resource):
             raise _ImdsError(
                 400,
@@ -329,7 +354,46 @@ class ImdsService:
                 f"AADSTS500011: The resource principal named {resource} was not found in the"
                 f" tenant named {self.world.tenant_id}.",
             )
-        token = self.issuer.issue(principal, resource, lifetime=IMDS_TOKEN_LIFETIME)
+        token = self._cached_or_new(node, principal, resource, visible)
+        # What is left of the token's life, as IMDS reports a cached token.
+        expires_in = token.expires_on - int(self.world.clock())
+        return {
+            "access_token": token.access_token,
+            "refresh_token": "",
+            "expires_in": str(expires_in),
+            "expires_on": str(token.expires_on),
+            "ext_expires_in": str(expires_in),
+            "not_before": str(token.not_before),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": principal.client_id,
+        }
+
+    def _cached_or_new(
+        self, node: ImdsNode, principal: Principal, resource: str, visible: _Visible
+    ) -> IssuedToken:
+        policy = self.token_policy
+        cache = self._cache(node)
+        if self.cache_tokens:
+            cached = cache.lookup(
+                principal.object_id,
+                resource,
+                grants=visible.grants,
+                policy=policy,
+                now=self.world.clock(),
+            )
+            if cached is not None:
+                logger.debug(
+                    "IMDS %s served its cached token for %s (client %s) to %s",
+                    node.machine_name,
+                    principal.display_name,
+                    principal.client_id,
+                    resource,
+                )
+                return cached
+        token = self.issuer.issue(principal, resource, lifetime=policy.lifetime)
+        if self.cache_tokens:
+            cache.store(token, resource, grant=visible.grants[principal.object_id])
         logger.info(
             "IMDS %s issued a token for %s (client %s) to %s",
             node.machine_name,
@@ -337,19 +401,23 @@ class ImdsService:
             principal.client_id,
             resource,
         )
-        return {
-            "access_token": token.access_token,
-            "refresh_token": "",
-            "expires_in": str(token.expires_in),
-            "expires_on": str(token.expires_on),
-            "ext_expires_in": str(token.expires_in),
-            "not_before": str(token.not_before),
-            "resource": resource,
-            "token_type": "Bearer",
-            "client_id": principal.client_id,
-        }
+        return token
 
-    def _select_identity(self, node: ImdsNode, request: Request) -> Principal:
+    def _cache(self, node: ImdsNode) -> ImdsTokenCache:
+        with self._lock:
+            return self._caches.setdefault(node, ImdsTokenCache())
+
+    def _visible_on(self, node: ImdsNode) -> _Visible:
+        compute = self._machine(node)
+        if compute is None:
+            # The VM is gone or the instance scaled away: a machine that comes back under the
+            # same name starts with an empty cache.
+            self._cache(node).clear()
+            raise _ImdsError(400, "invalid_request", "Identity not found")
+        return self._visible_identities(compute)
+
+    @staticmethod
+    def _select_identity(visible: _Visible, request: Request) -> Principal:
         given = {p: request.query[p] for p in IDENTITY_PARAMETERS if request.query.get(p)}
         if len(given) > 1:
             raise _ImdsError(
@@ -357,10 +425,7 @@ class ImdsService:
                 "invalid_request",
                 "Only one of client_id, object_id, msi_res_id may be specified",
             )
-        compute = self._machine(node)
-        if compute is None:
-            raise _ImdsError(400, "invalid_request", "Identity not found")
-        system, user = self._visible_identities(compute)
+        system, user = visible.system, visible.user
         if not given:
             if system is not None:
                 return system
@@ -396,18 +461,19 @@ class ImdsService:
             return None
         return compute
 
-    def _visible_identities(
-        self, compute: ComputeResource
-    ) -> tuple[Principal | None, list[Principal]]:
+    def _visible_identities(self, compute: ComputeResource) -> _Visible:
         now = self.world.clock()
-        # A deleted identity stays on the VM as a dangling reference (ARM shows it), but its
-        # service principal is gone: IMDS has nothing to issue tokens for.
-        user = [
-            identity.principal
-            for key, identity in compute.user_assigned.items()
-            if now >= compute.assigned_at.get(key, 0.0) + self.identity_delay
-            and self.world.managed_identity(key) is not None
-        ]
+        user: list[Principal] = []
+        grants: dict[str, Hashable] = {}
+        for key, identity in compute.user_assigned.items():
+            assigned_at = compute.assigned_at.get(key, 0.0)
+            # A deleted identity stays on the VM as a dangling reference (ARM shows it), but
+            # its service principal is gone: IMDS has nothing to issue tokens for.
+            if now < assigned_at + self.identity_delay or self.world.managed_identity(key) is None:
+                continue
+            user.append(identity.principal)
+            # The assignment time tells an unassign-and-assign-again from a lasting grant.
+            grants[identity.principal_id] = (compute.unique_id, key, assigned_at)
         system = None
         if compute.system_identity is not None:
             system = Principal(
@@ -417,7 +483,8 @@ class ImdsService:
                 display_name=compute.name,
                 resource_id=compute.resource_id,
             )
-        return system, user
+            grants[system.object_id] = (compute.unique_id, "system")
+        return _Visible(system=system, user=user, grants=grants)
 
     def _instance(self, node: ImdsNode) -> dict[str, Any]:
         compute = self._machine(node)
