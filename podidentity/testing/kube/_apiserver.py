@@ -45,11 +45,12 @@ import attrs
 
 from . import _apply, _crd
 from ._errors import APIError
+from ._event_conversion import to_core_event, to_events_v1_event
 from ._fields import FieldSelector
 from ._patch import apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from ._resources import BUILTIN_RESOURCES, ResourceType
 from ._schema import prune, validate
-from ._store import Store, Stored, encode
+from ._store import SharedStorage, Store, Stored, encode
 from ._validation import field_required, metadata_problems
 
 __all__ = [
@@ -63,6 +64,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+#: Names tried for a ``generateName`` create before a collision is a 409, as upstream
+#: (``maxNameGenerationCreateAttempts``).
+_GENERATE_ATTEMPTS = 8
 _SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 _NAMESPACE_KEY = ("", "namespaces")
@@ -146,6 +150,11 @@ Observer = Callable[[str, ResourceType, dict[str, Any]], "Awaitable[None] | None
 Authenticator = Callable[[str], "UserInfo | Awaitable[UserInfo | None] | None"]
 
 
+def name_suffix() -> str:
+    """A random ``generateName`` suffix: five characters of upstream's alphabet."""
+    return "".join(random.choice(_GENERATE_ALPHABET) for _ in range(5))  # noqa: S311
+
+
 def now_rfc3339() -> str:
     """The current UTC time as the API server writes timestamps (second precision)."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -184,6 +193,15 @@ class APIServer:
         self._reaping: set[str] = set()
         for resource in BUILTIN_RESOURCES:
             self.add_resource(resource)
+        # One set of events behind both event APIs, stored in core form like the real server.
+        self.store.share(
+            SharedStorage(
+                storage=("", "events"),
+                view=("events.k8s.io", "events"),
+                to_view=to_events_v1_event,
+                to_storage=to_core_event,
+            )
+        )
         stamp = now_rfc3339()
         for name in _SYSTEM_NAMESPACES:
             self._commit(
@@ -395,6 +413,7 @@ class APIServer:
         dry_run: bool,
     ) -> Stored:
         if dry_run:
+            obj = self.store.normalized(resource, obj)
             return Stored(obj, encode(obj), self.store.rv)
         stored = self.store.commit(resource, kind, obj, old)
         self._after_commit(kind, resource, stored)
@@ -571,9 +590,9 @@ class APIServer:
         obj = self._prepare_body(resource, obj, namespace)
         metadata = obj["metadata"]
         namespace = metadata.get("namespace") if resource.namespaced else None
-        if not metadata.get("name") and metadata.get("generateName"):
-            suffix = "".join(random.choice(_GENERATE_ALPHABET) for _ in range(5))  # noqa: S311
-            metadata["name"] = f"{metadata['generateName']}{suffix}"
+        generated = not metadata.get("name") and bool(metadata.get("generateName"))
+        if generated:
+            metadata["name"] = f"{metadata['generateName']}{name_suffix()}"
         name = str(metadata.get("name") or "")
         for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             metadata.pop(field, None)
@@ -585,8 +604,20 @@ class APIServer:
         )
         self._validate(resource, obj, name, strict=strict)
         self._check_namespace(resource, namespace)
-        key = self._key(resource, namespace, name)
-        if key in self.store.of(resource).objects:
+        objects = self.store.of(resource).objects
+        if generated:
+            # A taken generated name is retried with new suffixes, as upstream does, before
+            # the client hears of it.
+            for _ in range(_GENERATE_ATTEMPTS - 1):
+                if self._key(resource, namespace, name) not in objects:
+                    break
+                name = metadata["name"] = f"{metadata['generateName']}{name_suffix()}"
+            else:
+                if self._key(resource, namespace, name) in objects:
+                    raise APIError.generate_name_conflict(
+                        resource.group, resource.plural, metadata["generateName"]
+                    )
+        if self._key(resource, namespace, name) in objects:
             raise APIError.already_exists(resource.group, resource.plural, name)
         metadata["uid"] = str(uuid.uuid4())
         metadata["creationTimestamp"] = now_rfc3339()

@@ -96,6 +96,21 @@ class APIError(Exception):
         return cls._about(409, "AlreadyExists", group, plural, name, after=" already exists")
 
     @classmethod
+    def generate_name_conflict(cls, group: str, plural: str, generate_name: str) -> APIError:
+        """409 AlreadyExists when every name tried for ``generateName`` was taken."""
+        error = cls._about(
+            409,
+            "AlreadyExists",
+            group,
+            plural,
+            generate_name,
+            after=" already exists, the server was not able to generate a unique name for the "
+            "object",
+        )
+        error.details["retryAfterSeconds"] = 1
+        return error
+
+    @classmethod
     def conflict(cls, group: str, plural: str, name: str, why: str) -> APIError:
         """409 Conflict for a write based on a stale ``resourceVersion``."""
         return cls._about(

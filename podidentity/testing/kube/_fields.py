@@ -42,6 +42,7 @@ _EXTRA: Mapping[tuple[str, str], tuple[str, ...]] = {
         "regarding.fieldPath",
         "reason",
         "reportingController",
+        "source",
         "type",
     ),
     ("", "events"): (
@@ -66,8 +67,15 @@ def _event_source(event: Mapping[str, Any]) -> str:
     return _value(event, "source.component") or _value(event, "reportingComponent")
 
 
+def _events_v1_source(event: Mapping[str, Any]) -> str:
+    # The real server maps events.k8s.io/v1 `source` to the core field of the same name, which
+    # reads as `_event_source` does, here on the converted names.
+    return _value(event, "deprecatedSource.component") or _value(event, "reportingController")
+
+
 _COMPUTED: Mapping[tuple[str, str, str], Callable[[Mapping[str, Any]], str]] = {
     ("", "events", "source"): _event_source,
+    ("events.k8s.io", "events", "source"): _events_v1_source,
 }
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from ._event_conversion import to_core_event
+
 __all__ = ["EVENTS_V1_PRINTER", "EVENT_PRINTER", "POD_PRINTER", "Printer", "human_duration"]
 
 _NONE = "<none>"
@@ -203,22 +205,8 @@ def _core_event_row(event: Mapping[str, Any]) -> list[Any]:
 
 
 def _events_v1_row(event: Mapping[str, Any]) -> list[Any]:
-    return _event_row(
-        name=_get(event, "metadata", "name") or "",
-        event_type=event.get("type") or "",
-        reason=event.get("reason") or "",
-        regarding=event.get("regarding") or {},
-        message=event.get("note") or "",
-        component=_get(event, "deprecatedSource", "component")
-        or event.get("reportingController")
-        or "",
-        instance=_get(event, "deprecatedSource", "host") or event.get("reportingInstance") or "",
-        first=event.get("deprecatedFirstTimestamp"),
-        last=event.get("deprecatedLastTimestamp"),
-        event_time=event.get("eventTime"),
-        count=int(event.get("deprecatedCount") or 0),
-        series=event.get("series"),
-    )
+    # One printer for both APIs, over the core form, as upstream prints the internal type.
+    return _core_event_row(to_core_event(event))
 
 
 _EVENT_COLUMNS = (

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+import attrs
 import yaml
 
 from podidentity.testing._asgi import Receive, Scope, Send, read_body
@@ -95,6 +96,48 @@ def _verb(request: _Request, name: str | None) -> str:
     if request.method == "GET":
         return "watch" if query_flag(request.query, "watch") else "list"
     return {"POST": "create", "DELETE": "deletecollection"}.get(request.method, "")
+
+
+_PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")
+
+
+@attrs.frozen
+class _DeleteOptions:
+    """``DeleteOptions`` of a delete or deletecollection: the body's, else the query's."""
+
+    dry_run: bool
+    grace_period_seconds: int | None
+    preconditions: Mapping[str, Any] | None
+    propagation_policy: str | None
+
+    @classmethod
+    def read(cls, query: Mapping[str, str], body: Any) -> _DeleteOptions:
+        # The clients send DeleteOptions either way (kubectl and `body=V1DeleteOptions(...)` in
+        # the body, keyword arguments of the Python client in the query); the body wins.
+        options = body if isinstance(body, Mapping) else {}
+        grace = options.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
+        policy = options.get("propagationPolicy", query.get("propagationPolicy"))
+        if policy is not None and policy not in _PROPAGATION_POLICIES:
+            # Accepted, but without a garbage collector only its validation shows.
+            supported = ", ".join(f'"{p}"' for p in (*_PROPAGATION_POLICIES, "nil"))
+            raise APIError.invalid(
+                "DeleteOptions",
+                "meta.k8s.io",
+                "",
+                [
+                    {
+                        "reason": "FieldValueNotSupported",
+                        "field": "propagationPolicy",
+                        "message": f'Unsupported value: "{policy}": supported values: {supported}',
+                    }
+                ],
+            )
+        return cls(
+            dry_run=options.get("dryRun") == ["All"] or query.get("dryRun") == "All",
+            grace_period_seconds=int(grace) if grace is not None else None,
+            preconditions=options.get("preconditions"),
+            propagation_policy=policy,
+        )
 
 
 def _parse_query(raw: str) -> dict[str, str]:
@@ -358,7 +401,8 @@ class RestApp:
                 )
                 await _respond(send, 201, stored.raw)
             elif method == "DELETE":
-                await self._delete_collection(request, send, resource, namespace, user, dry_run)
+                options = _DeleteOptions.read(request.query, await request.json())
+                await self._delete_collection(request, send, resource, namespace, user, options)
             else:
                 raise APIError.method_not_allowed()
             return
@@ -407,15 +451,14 @@ class RestApp:
             )
             await _respond(send, 200 if existed else 201, stored.raw)
         elif method == "DELETE":
-            options = await request.json() or {}
-            grace = options.get("gracePeriodSeconds", request.query.get("gracePeriodSeconds"))
-            dry_run = dry_run or options.get("dryRun") == ["All"]
+            options = _DeleteOptions.read(request.query, await request.json())
+            dry_run = options.dry_run
             stored = await api.delete_stored(
                 resource,
                 name,
                 namespace,
-                preconditions=options.get("preconditions"),
-                grace_period_seconds=int(grace) if grace is not None else None,
+                preconditions=options.preconditions,
+                grace_period_seconds=options.grace_period_seconds,
                 user=user,
                 dry_run=dry_run,
             )
@@ -503,7 +546,7 @@ class RestApp:
         resource: ResourceType,
         namespace: str | None,
         user: UserInfo,
-        dry_run: bool,
+        options: _DeleteOptions,
     ) -> None:
         predicate = self._selected(request, resource, namespace)
         store = self.apiserver.store.of(resource)
@@ -515,7 +558,12 @@ class RestApp:
             if stored is None or (predicate is not None and not predicate(stored.obj)):
                 continue
             result = await self.apiserver.delete_stored(
-                resource, key[1], key[0] or None, user=user, dry_run=dry_run
+                resource,
+                key[1],
+                key[0] or None,
+                grace_period_seconds=options.grace_period_seconds,
+                user=user,
+                dry_run=options.dry_run,
             )
             deleted.append(result.raw)
         meta = {"resourceVersion": str(self.apiserver.store.rv)}

@@ -9,6 +9,14 @@ A watcher has a bounded queue. A watcher that falls more than ``watch_queue_size
 is not allowed to hold writers back: its queue is dropped and its stream ends with a 410
 ``Expired`` ERROR event, which every client handles by re-listing (the same thing a real API
 server does when a watcher cannot keep up with its watch cache).
+
+Two resources may share their objects (:meth:`Store.share`): core/v1 ``events`` and
+``events.k8s.io/v1`` ``events`` are one set of objects in two forms, as on the real server. A
+commit through either converts the object to the storage form (what the real server keeps) and
+from it to the other form, and records both under one resourceVersion. Keeping both forms,
+rather than converting on every read, preserves the write-time serialisation above: gets,
+lists, continue snapshots, watch replays and field selectors of each API work on its own form
+with no per-read conversion.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import attrs
 
 from ._resources import ResourceType
 
-__all__ = ["Event", "ResourceStore", "Store", "Stored", "Watcher", "encode"]
+__all__ = ["Event", "ResourceStore", "SharedStorage", "Store", "Stored", "Watcher", "encode"]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
@@ -70,6 +78,27 @@ class Event:
 
 def _line(kind: str, raw: bytes) -> bytes:
     return b'{"type":"' + kind.encode() + b'","object":' + raw + b"}\n"
+
+
+#: Converts an object from one form of a shared resource to the other.
+Conversion = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+@attrs.frozen
+class SharedStorage:
+    """Two resources serving one set of objects: ``storage``'s form is the stored one.
+
+    Attributes:
+        storage: (group, plural) of the resource whose form is canonical.
+        view: (group, plural) of the resource served by conversion.
+        to_view: storage form to view form.
+        to_storage: view form to storage form.
+    """
+
+    storage: tuple[str, str]
+    view: tuple[str, str]
+    to_view: Conversion
+    to_storage: Conversion
 
 
 #: A watcher's filter: (object) -> bool.
@@ -227,6 +256,19 @@ class Store:
         self.history_size = history_size
         self.rv = first_resource_version
         self.resources: dict[tuple[str, str], ResourceStore] = {}
+        self._shared: dict[tuple[str, str], SharedStorage] = {}
+
+    def share(self, shared: SharedStorage) -> None:
+        """Serve ``shared.view`` from the objects of ``shared.storage`` (both already added)."""
+        self._shared[shared.storage] = shared
+        self._shared[shared.view] = shared
+
+    def normalized(self, resource: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        """``obj`` as the resource serves it once stored (converted to storage form and back)."""
+        shared = self._shared.get((resource.group, resource.plural))
+        if shared is None or shared.storage == (resource.group, resource.plural):
+            return obj
+        return shared.to_view(shared.to_storage(obj))
 
     def add_resource(self, resource: ResourceType) -> ResourceStore:
         """Start storing a resource (idempotent)."""
@@ -266,18 +308,36 @@ class Store:
 
         ``obj`` becomes owned by the store: callers must not mutate it afterwards.
         """
-        store = self.of(resource)
         rv = self.next_rv()
+        obj["metadata"]["resourceVersion"] = str(rv)
+        key = (resource.group, resource.plural)
+        shared = self._shared.get(key)
+        if shared is None:
+            return self._record(self.of(resource), kind, obj, old, rv)
+        stored_form = obj if key == shared.storage else shared.to_storage(obj)
+        view_form = shared.to_view(stored_form)
+        # Each form's old object is the one its own store holds, so its watchers see
+        # selector transitions in their own form.
+        storage = self._record(self.resources[shared.storage], kind, stored_form, None, rv)
+        view = self._record(self.resources[shared.view], kind, view_form, None, rv)
+        return storage if key == shared.storage else view
+
+    @staticmethod
+    def _record(
+        store: ResourceStore, kind: str, obj: dict[str, Any], old: dict[str, Any] | None, rv: int
+    ) -> Stored:
         metadata = obj["metadata"]
-        metadata["resourceVersion"] = str(rv)
         raw = encode(obj)
         key = (metadata.get("namespace", "") or "", metadata["name"])
+        current = store.objects.get(key)
+        if old is None and current is not None:
+            old = current.obj
         stored = Stored(obj, raw, rv)
         if kind == "DELETED":
             store.objects.pop(key, None)
             store.invalidate_order()
         else:
-            if key not in store.objects:
+            if current is None:
                 store.invalidate_order()
             store.objects[key] = stored
         store.record(Event(kind, rv, obj, raw, old))

@@ -120,6 +120,40 @@ def test_generate_name(core: kubernetes.client.CoreV1Api) -> None:
     assert created.type == "Opaque"
 
 
+def _suffixes(monkeypatch: pytest.MonkeyPatch, *suffixes: str) -> None:
+    # The server's suffixes, in order, so a test can make generated names collide.
+    from podidentity.testing.kube import _apiserver
+
+    queue = iter(suffixes)
+    monkeypatch.setattr(_apiserver, "name_suffix", lambda: next(queue))
+
+
+def test_generate_name_retries_a_taken_name(
+    core: kubernetes.client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _suffixes(monkeypatch, "bcdfg", "bcdfg", "bcdfg", "hjklm")
+    body = {"metadata": {"generateName": "token-"}, "stringData": {"a": "b"}}
+    assert core.create_namespaced_secret("default", body).metadata.name == "token-bcdfg"
+    assert core.create_namespaced_secret("default", body).metadata.name == "token-hjklm"
+
+
+def test_generate_name_gives_up_after_eight_taken_names(
+    core: kubernetes.client.CoreV1Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _suffixes(monkeypatch, *["bcdfg"] * 9)
+    body = {"metadata": {"generateName": "token-"}, "stringData": {"a": "b"}}
+    core.create_namespaced_secret("default", body)
+    with pytest.raises(ApiException) as caught:
+        core.create_namespaced_secret("default", body)
+    assert caught.value.status == 409
+    status = _status(caught.value)
+    assert status["reason"] == "AlreadyExists"
+    assert status["message"] == (
+        'secrets "token-" already exists, the server was not able to generate a unique name '
+        "for the object"
+    )
+
+
 def test_generation_counts_spec_changes_only(core: kubernetes.client.CoreV1Api) -> None:
     core.create_namespaced_pod("default", pod("web"))
     labelled = core.patch_namespaced_pod("web", "default", {"metadata": {"labels": {"x": "y"}}})
@@ -236,6 +270,43 @@ def test_delete_collection(core: kubernetes.client.CoreV1Api) -> None:
         core.create_namespaced_pod("default", pod(name, tier=tier))
     core.delete_collection_namespaced_pod("default", label_selector="tier=web")
     assert [p.metadata.name for p in core.list_namespaced_pod("default").items] == ["c"]
+
+
+@pytest.mark.parametrize("in_body", [True, False], ids=["body", "query"])
+def test_delete_collection_dry_run(core: kubernetes.client.CoreV1Api, in_body: bool) -> None:
+    for name in ("a", "b"):
+        core.create_namespaced_pod("default", pod(name))
+    if in_body:
+        options = {"body": kubernetes.client.V1DeleteOptions(dry_run=["All"])}
+    else:
+        options = {"dry_run": "All"}
+    core.delete_collection_namespaced_pod("default", **options)
+    assert [p.metadata.name for p in core.list_namespaced_pod("default").items] == ["a", "b"]
+
+
+@pytest.mark.parametrize("in_body", [True, False], ids=["body", "query"])
+def test_delete_collection_propagation_policy(
+    core: kubernetes.client.CoreV1Api, in_body: bool
+) -> None:
+    core.create_namespaced_pod("default", pod("a"))
+
+    def delete(policy: str) -> None:
+        if in_body:
+            body = kubernetes.client.V1DeleteOptions(propagation_policy=policy)
+            core.delete_collection_namespaced_pod("default", body=body)
+        else:
+            core.delete_collection_namespaced_pod("default", propagation_policy=policy)
+
+    with pytest.raises(ApiException) as caught:
+        delete("Sideways")
+    assert caught.value.status == 422
+    assert _status(caught.value)["message"] == (
+        'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: '
+        '"Sideways": supported values: "Foreground", "Background", "Orphan", "nil"'
+    )
+    assert [p.metadata.name for p in core.list_namespaced_pod("default").items] == ["a"]
+    delete("Foreground")
+    assert core.list_namespaced_pod("default").items == []
 
 
 def test_leases_and_events(api_client: kubernetes.client.ApiClient) -> None:

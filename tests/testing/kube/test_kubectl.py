@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import kubernetes
 import pytest
 import yaml
 
@@ -354,3 +356,62 @@ def test_get_pods_wide_prints_the_priority_columns(kubectl: Kubectl) -> None:
         "GATES",
     ]
     assert wide[1].split()[5:] == ["127.10.0.7", "node-1", "<none>", "<none>"]
+
+
+def test_describe_and_get_events_show_events_written_through_events_v1(
+    kubectl: Kubectl, cluster: KubeEmulator
+) -> None:
+    # One store behind both event APIs: an EventsV1Api reporter's events reach kubectl, which
+    # reads core/v1, and core/v1 events are listed through events.k8s.io/v1.
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "v1events"}})
+    pod = cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "app", "namespace": "v1events"},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+        }
+    )
+    client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig_path))
+    try:
+        kubernetes.client.EventsV1Api(client).create_namespaced_event(
+            "v1events",
+            {
+                "metadata": {"name": "app.assigned"},
+                # Non-zero microseconds: the client then writes the six digits that kubectl
+                # needs to decode a MicroTime (it drops a zero fraction).
+                "eventTime": dt.datetime(2020, 1, 1, 0, 0, 0, 1, tzinfo=dt.timezone.utc),
+                "reportingController": "podidentity.io/mic",
+                "reportingInstance": "mic-0",
+                "action": "Assign",
+                "reason": "IdentityAssigned",
+                "type": "Normal",
+                "note": "assigned demo-aad1 to the pod's node",
+                "regarding": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": "app",
+                    "namespace": "v1events",
+                    "uid": pod["metadata"]["uid"],
+                },
+            },
+        )
+    finally:
+        client.close()
+    cluster.create(_event_about(pod, "app.noidentity", "NoIdentity", "no binding matches"))
+
+    rows = _events_section(kubectl("describe", "pod", "app", "-n", "v1events").stdout)
+    described = {row.split()[1]: row for row in rows[2:] if row.strip()}
+    assert set(described) == {"IdentityAssigned", "NoIdentity"}
+    # From: kubectl falls back to the reporting controller when there is no source.
+    assert described["IdentityAssigned"].split()[-7:] == [
+        "podidentity.io/mic",
+        *["assigned", "demo-aad1", "to", "the", "pod's", "node"],
+    ]
+    core_names = kubectl("get", "events", "-n", "v1events", "-o", "name").stdout.split()
+    assert core_names == ["event/app.assigned", "event/app.noidentity"]
+    v1_names = kubectl("get", "events.events.k8s.io", "-n", "v1events", "-o", "name").stdout
+    assert v1_names.split() == [
+        "event.events.k8s.io/app.assigned",
+        "event.events.k8s.io/app.noidentity",
+    ]
