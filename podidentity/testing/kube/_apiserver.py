@@ -753,6 +753,12 @@ class APIServer:
                 dry_run,
             )
         )
+        if (resource.group, resource.plural) == _CRD_KEY:
+            immutable = _crd.crd_update_problems(old, obj)
+            if immutable:
+                # Reported together with what else is wrong, as the real server does.
+                problems = [*immutable, *_crd.crd_problems(obj)]
+                raise APIError.invalid(resource.kind, resource.group, name, problems)
         self._validate(resource, obj, name, strict=strict)
         if (resource.group, resource.plural) == _CRD_KEY:
             obj["status"] = old.get("status", {}) if subresource != "status" else obj.get("status")

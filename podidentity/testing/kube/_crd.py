@@ -9,7 +9,7 @@ from ._errors import APIError, Cause
 from ._resources import PrinterColumn, ResourceType
 from ._validation import field_invalid, field_required
 
-__all__ = ["crd_problems", "crd_resource", "crd_status"]
+__all__ = ["crd_problems", "crd_resource", "crd_status", "crd_update_problems"]
 
 
 def _storage_version(spec: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -18,6 +18,28 @@ def _storage_version(spec: Mapping[str, Any]) -> Mapping[str, Any]:
         if version.get("storage"):
             return dict(version)
     return dict(versions[0]) if versions else {}
+
+
+def crd_update_problems(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Cause]:
+    """Changes the real server refuses on a CRD update.
+
+    The group and the plural are the CRD's identity: they make up its name and every URL of
+    its objects, so they cannot change once it exists.
+    """
+    problems: list[Cause] = []
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    pairs = (
+        ("spec.group", old_spec.get("group"), new_spec.get("group")),
+        (
+            "spec.names.plural",
+            (old_spec.get("names") or {}).get("plural"),
+            (new_spec.get("names") or {}).get("plural"),
+        ),
+    )
+    for path, before, after in pairs:
+        if before != after:
+            problems.append(field_invalid(path, after, "field is immutable"))
+    return problems
 
 
 def crd_problems(crd: Mapping[str, Any]) -> list[Cause]:

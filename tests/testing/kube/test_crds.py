@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
@@ -301,3 +302,36 @@ def test_deleting_the_crd_sends_deleted_events_then_ends_watches(
     # A CRD created again serves an empty collection that can be watched from scratch.
     kubernetes.client.ApiextensionsV1Api(api_client).create_custom_resource_definition(widget_crd())
     assert custom.list_namespaced_custom_object(GROUP, "v1", "default", "widgets")["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "change"),
+    [
+        ("spec.group", lambda spec: spec.update(group="other.example.com")),
+        ("spec.names.plural", lambda spec: spec["names"].update(plural="gadgets")),
+    ],
+)
+def test_a_crds_group_and_plural_are_immutable(
+    api_client: kubernetes.client.ApiClient,
+    crd: dict[str, Any],
+    path: str,
+    change: Callable[[dict[str, Any]], None],
+) -> None:
+    api = kubernetes.client.ApiextensionsV1Api(api_client)
+    current = api_client.sanitize_for_serialization(
+        api.read_custom_resource_definition(crd["metadata"]["name"])
+    )
+    change(current["spec"])
+    with pytest.raises(kubernetes.client.ApiException) as caught:
+        api.replace_custom_resource_definition(crd["metadata"]["name"], current)
+    assert caught.value.status == 422
+    status = json.loads(caught.value.body)
+    assert status["reason"] == "Invalid"
+    causes = {c["field"]: c["message"] for c in status["details"]["causes"]}
+    assert causes[path].endswith("field is immutable")
+    # Other changes still go through.
+    current = api_client.sanitize_for_serialization(
+        api.read_custom_resource_definition(crd["metadata"]["name"])
+    )
+    current["spec"]["names"]["shortNames"] = ["wd"]
+    api.replace_custom_resource_definition(crd["metadata"]["name"], current)
