@@ -14,7 +14,12 @@ from azure.identity import ManagedIdentityCredential
 from azure.identity.aio import ManagedIdentityCredential as AsyncManagedIdentityCredential
 
 from podidentity.testing._jwt import unverified_claims
-from podidentity.testing.azure import AzureEmulator, ManualClock, TokenCachePolicy
+from podidentity.testing.azure import (
+    AzureEmulator,
+    ComputeResource,
+    ManualClock,
+    TokenCachePolicy,
+)
 
 VAULT = "https://vault.azure.net"
 ARM = "https://management.azure.com/"
@@ -44,12 +49,17 @@ def _refused(url: str, resource: str = VAULT, **selector: str) -> str:
     return description
 
 
+def _node_with_an_identity(azure: AzureEmulator) -> tuple[ComputeResource, str]:
+    """A VM with one user-assigned identity, and its IMDS URL."""
+    vm = azure.world.add_vm("node-0", identities=[azure.world.add_managed_identity("app")])
+    return vm, azure.imds_url(vm=vm)
+
+
 def test_the_same_token_with_a_shrinking_expires_in(
     azure_with_clock: AzureEmulator, clock: ManualClock
 ) -> None:
     azure = azure_with_clock
-    vm = azure.world.add_vm("node-0", identities=[azure.world.add_managed_identity("app")])
-    url = azure.imds_url(vm=vm)
+    vm, url = _node_with_an_identity(azure)
     first = _token(url)
     clock.advance(600)
     second = _token(url)
@@ -67,8 +77,7 @@ def test_a_new_token_from_the_refresh_point(
     azure_with_clock: AzureEmulator, clock: ManualClock
 ) -> None:
     azure = azure_with_clock
-    vm = azure.world.add_vm("node-0", identities=[azure.world.add_managed_identity("app")])
-    url = azure.imds_url(vm=vm)
+    _vm, url = _node_with_an_identity(azure)
     first = _token(url)
     margin = azure.imds_service.token_policy.refresh_margin
     assert margin == 300
@@ -89,8 +98,7 @@ def test_the_lifetime_and_margin_are_configurable(
 ) -> None:
     azure = azure_with_clock
     azure.imds_service.token_policy = TokenCachePolicy(lifetime=3600, refresh_margin=600)
-    vm = azure.world.add_vm("node-0", identities=[azure.world.add_managed_identity("app")])
-    url = azure.imds_url(vm=vm)
+    _vm, url = _node_with_an_identity(azure)
     first = _token(url)
     assert int(first["expires_in"]) == 3600
     claims = unverified_claims(first["access_token"])
@@ -116,8 +124,7 @@ def test_a_clock_set_back_gets_a_new_token(
 ) -> None:
     # A token "issued in the future" would report more life than it was issued with.
     azure = azure_with_clock
-    vm = azure.world.add_vm("node-0", identities=[azure.world.add_managed_identity("app")])
-    url = azure.imds_url(vm=vm)
+    _vm, url = _node_with_an_identity(azure)
     clock.advance(120)
     first = _token(url)
     clock.set(clock() - 60)  # still after the assignment, before the issue
@@ -127,8 +134,7 @@ def test_a_clock_set_back_gets_a_new_token(
 
 
 def test_one_entry_per_resource_compared_as_azure_ad_does(azure: AzureEmulator) -> None:
-    vm = azure.world.add_vm("node-0", identities=[azure.world.add_managed_identity("app")])
-    url = azure.imds_url(vm=vm)
+    _vm, url = _node_with_an_identity(azure)
     vault = _token(url, VAULT)
     arm = _token(url, ARM)
     assert arm["access_token"] != vault["access_token"]
@@ -242,8 +248,7 @@ def test_a_scale_set_instance_that_comes_back_starts_empty(azure: AzureEmulator)
 def test_the_cache_can_be_turned_off(azure_with_clock: AzureEmulator, clock: ManualClock) -> None:
     azure = azure_with_clock
     azure.imds_service.cache_tokens = False
-    vm = azure.world.add_vm("node-0", identities=[azure.world.add_managed_identity("app")])
-    url = azure.imds_url(vm=vm)
+    _vm, url = _node_with_an_identity(azure)
     first = _token(url)
     clock.advance(10)
     second = _token(url)

@@ -66,6 +66,15 @@ def events_v1(api_client: kubernetes.client.ApiClient) -> kubernetes.client.Even
     return kubernetes.client.EventsV1Api(api_client)
 
 
+@pytest.fixture
+def one_event_through_each_api(
+    events_v1: kubernetes.client.EventsV1Api, core: kubernetes.client.CoreV1Api
+) -> None:
+    """``demo.1`` (an AzureIdentity's) written as events.k8s.io/v1, ``web.1`` (a pod's) as core."""
+    events_v1.create_namespaced_event("default", _events_v1_body("demo.1"))
+    core.create_namespaced_event("default", _core_event("web.1"))
+
+
 def _names(event_list: Any) -> list[str]:
     return [e.metadata.name for e in event_list.items]
 
@@ -143,13 +152,11 @@ def test_writes_through_one_api_are_seen_by_the_other(
     ],
 )
 def test_core_selectors_apply_to_events_v1_writes(
-    events_v1: kubernetes.client.EventsV1Api,
+    one_event_through_each_api: None,
     core: kubernetes.client.CoreV1Api,
     selector: str,
     expected: list[str],
 ) -> None:
-    events_v1.create_namespaced_event("default", _events_v1_body("demo.1"))
-    core.create_namespaced_event("default", _core_event("web.1"))
     assert _names(core.list_namespaced_event("default", field_selector=selector)) == expected
 
 
@@ -164,13 +171,11 @@ def test_core_selectors_apply_to_events_v1_writes(
     ],
 )
 def test_events_v1_selectors_apply_to_core_writes(
+    one_event_through_each_api: None,
     events_v1: kubernetes.client.EventsV1Api,
-    core: kubernetes.client.CoreV1Api,
     selector: str,
     expected: list[str],
 ) -> None:
-    events_v1.create_namespaced_event("default", _events_v1_body("demo.1"))
-    core.create_namespaced_event("default", _core_event("web.1"))
     assert _names(events_v1.list_namespaced_event("default", field_selector=selector)) == expected
 
 
