@@ -9,6 +9,9 @@ import nox
 # uv makes the sessions' installs fast when it is there; it must never try to download a
 # Python build (there is no internet on CI, only the package registries).
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+# uv does not compile bytecode unless asked; without .pyc files every session start re-compiles
+# every imported module of the virtualenv.
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
@@ -16,6 +19,17 @@ nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
 SUPPORTED = ["3.10", "3.11", "3.12", "3.13"]
+# Some machines set PYTHONDONTWRITEBYTECODE; then pytest re-rewrites every test module's asserts
+# and Python re-compiles the project's modules in every process (each xdist worker too).
+WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
+
+
+def _xdist(posargs: list[str]) -> list[str]:
+    """``-n 2`` unless the caller chose (``-n N``, ``--numprocesses``, ``-p no:xdist``)."""
+    chosen = any(
+        a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in posargs
+    )
+    return [] if chosen else ["-n", "2"]
 
 
 @nox.session(python=PYTHON)
@@ -36,11 +50,22 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite with coverage (benchmarks are not part of it)."""
+    """The test suite in two processes (pytest-xdist) with coverage of every process.
+
+    Benchmarks are not part of it. ``-n 2``: two cores; more workers barely help there.
+    """
     session.install("-e", ".[test]")
     session.run("coverage", "erase")
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
-    session.run("coverage", "combine", success_codes=[0, 1])
+    session.run(
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        *_xdist(session.posargs),
+        *session.posargs,
+        env=WRITE_BYTECODE,
+    )
+    session.run("coverage", "combine", "-q", success_codes=[0, 1])
     session.run("coverage", "report", "--fail-under=85")
 
 
@@ -48,7 +73,7 @@ def tests(session: nox.Session) -> None:
 def tests_all(session: nox.Session) -> None:
     """The test suite on every supported Python (not part of the default run)."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", *session.posargs)
+    session.run("pytest", "-q", *_xdist(session.posargs), *session.posargs, env=WRITE_BYTECODE)
 
 
 @nox.session(python=PYTHON)
@@ -62,7 +87,10 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: ratios against a same-process baseline (figures in docs/benchmarks.md)."""
+    """Benchmarks through tests/benchmarks/harness.py; then docs/benchmarks.md from their JSON.
+
+    ``nox -s bench -- --quick`` is a smoke run (its results go to .bench/, not to the docs).
+    """
     session.install("-e", ".[bench]")
     session.run(
         "pytest",
@@ -74,4 +102,9 @@ def bench(session: nox.Session) -> None:
         "-s",
         "-q",
         *session.posargs,
+        env=WRITE_BYTECODE,
     )
+    if "--quick" not in session.posargs and not any(
+        a.startswith("--bench-out") for a in session.posargs
+    ):
+        session.run("python", "-m", "tests.benchmarks.render")
