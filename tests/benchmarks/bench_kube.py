@@ -1,14 +1,20 @@
-"""Kubernetes emulator: a 20,000-pod list and a 10,000-event watch fan-out to 10 watchers.
+"""Kubernetes emulator: a 10,000-pod list and a 10,000-event watch fan-out to 10 watchers.
 
-Each figure is reported as a ratio to what the same client needs just to parse the same bytes
-(measured in the same process), so the numbers mean something on any machine. Nothing is
-asserted about time. Run: ``nox -s bench`` or
-``pytest tests/benchmarks/bench_kube.py -s -o python_files='bench_*.py'``.
+Every figure goes through :mod:`tests.benchmarks.harness`: CPU time of the process (the
+emulator's server thread and the clients' threads alike), GC off while timing, baselines run
+interleaved in the same process, the median of per-round ratios. Run: ``nox -s bench`` or
+``pytest tests/benchmarks/bench_kube.py -o python_files='bench_*.py' -p no:cacheprovider -s``.
+
+- list: ``GET`` of every pod plus ``json.loads``, against ``json.loads`` (C) and the
+  pure-Python JSON decoder of the same bytes (what any client pays just to read them); and
+  ``CoreV1Api.list_namespaced_pod`` against ``ApiClient.deserialize`` of the same bytes.
+- watch fan-out: 10,000 writes delivered to 10 watchers that each parse every line, against
+  the same writes with no watcher, and against parsing the 100,000 lines alone.
 """
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import json
 import threading
 import time
@@ -18,9 +24,11 @@ import pytest
 import urllib3
 
 from podidentity.testing.kube import KubeEmulator
+from tests.benchmarks.baselines import py_json_loads
+from tests.benchmarks.harness import Case, Suite, quick
 
-PODS = 20_000
-EVENTS = 10_000
+PODS = 1_000 if quick() else 10_000
+EVENTS = 1_000 if quick() else 10_000
 WATCHERS = 10
 
 
@@ -43,126 +51,160 @@ def _pod(index: int) -> dict[str, object]:
     }
 
 
-def _best(fn: object, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()  # type: ignore[operator]
-        best = min(best, time.perf_counter() - started)
-    return best
+def _config_map(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default"},
+        "data": {"key": "value" * 10},
+    }
 
 
-@pytest.mark.timeout(900)
-def test_list_20000_pods() -> None:
-    with KubeEmulator(plugins=False, install_crds=False) as kube:
-
-        async def fill() -> None:
-            for index in range(PODS):
-                await kube.apiserver.create("pods", _pod(index), keep_status=True)
-
-        kube.call(fill(), timeout=600)
-        client = kubernetes.config.new_client_from_config(config_file=str(kube.kubeconfig_path))
-        core = kubernetes.client.CoreV1Api(client)
-        http = urllib3.PoolManager()
-        url = f"{kube.url}/api/v1/namespaces/default/pods"
-        raw = http.request("GET", url).data
-
-        raw_fetch = _best(lambda: http.request("GET", url).data)
-        parse_json = _best(lambda: json.loads(raw))
-        fetch_and_parse = _best(lambda: json.loads(http.request("GET", url).data))
-
-        text = raw.decode()
-        typed = _best(lambda: client.deserialize(text, "V1PodList", "application/json"), repeat=2)
-        typed_list = _best(lambda: core.list_namespaced_pod("default"), repeat=2)
-        client.close()
-    print()
-    print(f"list {PODS} pods: {len(raw) / 1e6:.1f} MB")
-    print(f"  HTTP GET (bytes only)          {raw_fetch * 1000:8.1f} ms")
-    print(f"  json.loads of the bytes        {parse_json * 1000:8.1f} ms")
-    print(
-        f"  GET + json.loads               {fetch_and_parse * 1000:8.1f} ms"
-        f"  ratio {fetch_and_parse / parse_json:.2f}"
-    )
-    print(f"  ApiClient.deserialize          {typed * 1000:8.1f} ms")
-    print(
-        f"  CoreV1Api.list_namespaced_pod  {typed_list * 1000:8.1f} ms"
-        f"  ratio {typed_list / typed:.2f}"
-    )
+@pytest.fixture(scope="module")
+def kube() -> KubeEmulator:
+    with KubeEmulator(plugins=False, install_crds=False, history_size=EVENTS * 2) as emulator:
+        yield emulator
 
 
-@pytest.mark.timeout(900)
-def test_watch_fan_out() -> None:
-    with KubeEmulator(plugins=False, install_crds=False, history_size=EVENTS * 2) as kube:
-        http = urllib3.PoolManager(maxsize=WATCHERS + 2)
-        rv = kube.resource_version
-        url = (
-            f"{kube.url}/api/v1/namespaces/default/configmaps?watch=true"
-            f"&resourceVersion={rv}&timeoutSeconds=300"
+def test_list_pods(bench: Suite, kube: KubeEmulator) -> None:
+    async def fill() -> None:
+        for index in range(PODS):
+            await kube.apiserver.create("pods", _pod(index), keep_status=True)
+
+    kube.call(fill(), timeout=1800)
+    client = kubernetes.config.new_client_from_config(config_file=str(kube.kubeconfig_path))
+    core = kubernetes.client.CoreV1Api(client)
+    http = urllib3.PoolManager()
+    url = f"{kube.url}/api/v1/namespaces/default/pods"
+    raw = http.request("GET", url).data
+    text = raw.decode()
+    assert len(json.loads(raw)["items"]) == PODS
+    assert len(core.list_namespaced_pod("default").items) == PODS
+    size = f"{PODS:,} pods, {len(raw) / 1e6:.1f} MB"
+    try:
+        bench.compare(
+            f"list {PODS:,} pods, raw HTTP GET + json.loads",
+            Case("GET + json.loads", lambda: json.loads(http.request("GET", url).data)),
+            Case("json.loads of the bytes (C)", lambda: json.loads(raw)),
+            Case("pure-Python JSON decoder of the bytes", lambda: py_json_loads(raw)),
+            note=size,
         )
-        received: list[list[bytes]] = [[] for _ in range(WATCHERS)]
-        ready = threading.Barrier(WATCHERS + 1)
+        bench.measure(
+            f"list {PODS:,} pods, server side (HTTP GET, bytes only)",
+            lambda: http.request("GET", url).data,
+            note=size,
+        )
+        bench.compare(
+            f"list {PODS:,} pods, CoreV1Api.list_namespaced_pod",
+            Case("CoreV1Api.list_namespaced_pod", lambda: core.list_namespaced_pod("default")),
+            Case(
+                "ApiClient.deserialize of the same bytes",
+                lambda: client.deserialize(text, "V1PodList", "application/json"),
+            ),
+            note=size,
+        )
+    finally:
+        client.close()
+        http.clear()
 
-        def watch(index: int) -> None:
-            response = http.request("GET", url, preload_content=False)
-            ready.wait()
-            buffer = b""
-            lines = received[index]
-            for chunk in response.stream(1 << 16):
-                buffer += chunk
-                *complete, buffer = buffer.split(b"\n")
-                lines.extend(json.loads(line) and line for line in complete)
-                if len(lines) >= EVENTS:
-                    break
-            response.release_conn()
 
-        threads = [threading.Thread(target=watch, args=(i,)) for i in range(WATCHERS)]
-        for thread in threads:
+class _Watchers:
+    """Ten watch streams from "now", each parsing every line until it has seen EVENTS."""
+
+    def __init__(self, kube: KubeEmulator) -> None:
+        self.kube = kube
+        self.http = urllib3.PoolManager(maxsize=WATCHERS + 2)
+        self.threads: list[threading.Thread] = []
+        self.received = [0] * WATCHERS
+        self.lines: list[bytes] = []
+
+    def start(self) -> None:
+        """Set-up of a round (untimed): close old watches, open ten new ones."""
+        self.kube.drop_watches()
+        _wait_for(lambda: not list(self.kube.apiserver.store.watchers()))
+        url = (
+            f"{self.kube.url}/api/v1/namespaces/default/configmaps?watch=true"
+            f"&resourceVersion={self.kube.resource_version}&timeoutSeconds=600"
+        )
+        self.received = [0] * WATCHERS
+        self.threads = [
+            threading.Thread(target=self._watch, args=(url, i), daemon=True)
+            for i in range(WATCHERS)
+        ]
+        for thread in self.threads:
             thread.start()
-        ready.wait()
-        while len(list(kube.apiserver.store.watchers())) < WATCHERS:
-            time.sleep(0.01)
+        _wait_for(lambda: len(list(self.kube.apiserver.store.watchers())) == WATCHERS)
 
+    def _watch(self, url: str, index: int) -> None:
+        response = self.http.request("GET", url, preload_content=False)
+        buffer = b""
+        seen = 0
+        keep = index == 0 and not self.lines
+        for chunk in response.stream(1 << 16):
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for line in complete:
+                json.loads(line)
+                if keep:
+                    self.lines.append(line)
+            seen += len(complete)
+            if seen >= EVENTS:
+                break
+        self.received[index] = seen
+        response.close()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=1800)
+        assert self.received == [EVENTS] * WATCHERS
+
+
+def _wait_for(condition: object) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError("the emulator's watchers did not reach the expected count")
+        time.sleep(0.005)
+
+
+def test_watch_fan_out(bench: Suite, kube: KubeEmulator) -> None:
+    names = itertools.count()
+    watchers = _Watchers(kube)
+
+    def writes() -> None:
         async def write() -> None:
-            for index in range(EVENTS):
-                await kube.apiserver.create(
-                    "configmaps",
-                    {
-                        "apiVersion": "v1",
-                        "kind": "ConfigMap",
-                        "metadata": {"name": f"cm-{index}", "namespace": "default"},
-                        "data": {"key": "value" * 10},
-                    },
-                )
-                if index % 100 == 0:
-                    await asyncio.sleep(0)
+            for _ in range(EVENTS):
+                await kube.apiserver.create("configmaps", _config_map(f"cm-{next(names)}"))
 
-        started = time.perf_counter()
-        kube.call(write(), timeout=600)
-        for thread in threads:
-            thread.join(timeout=600)
-        fan_out = time.perf_counter() - started
-        all_lines = [line for lines in received for line in lines]
-        assert len(all_lines) == EVENTS * WATCHERS
-        parse = _best(lambda: [json.loads(line) for line in all_lines])
+        kube.call(write(), timeout=1800)
 
-        async def writes_only() -> None:
-            for index in range(EVENTS):
-                await kube.apiserver.create(
-                    "configmaps",
-                    {
-                        "apiVersion": "v1",
-                        "kind": "ConfigMap",
-                        "metadata": {"name": f"x-{index}", "namespace": "kube-system"},
-                        "data": {"key": "value" * 10},
-                    },
-                )
+    def fan_out() -> None:
+        writes()
+        watchers.join()
 
+    watchers.start()
+    fan_out()  # fills watchers.lines: one watcher's lines, for the parse-only baselines
+    lines = watchers.lines * WATCHERS
+    assert len(lines) == EVENTS * WATCHERS
+    try:
+        bench.compare(
+            f"watch fan-out, {EVENTS:,} events x {WATCHERS} watchers",
+            Case(
+                "writes + delivery + json.loads in 10 watcher threads",
+                fan_out,
+                setup=watchers.start,
+            ),
+            Case("the same writes, no watcher", writes, setup=kube.drop_watches),
+            Case(
+                f"json.loads (C) of the {EVENTS * WATCHERS:,} lines",
+                lambda: [json.loads(line) for line in lines],
+            ),
+            Case(
+                "pure-Python JSON decoder of the lines",
+                lambda: [py_json_loads(line) for line in lines],
+            ),
+            note=f"{EVENTS:,} ConfigMap writes, {WATCHERS} watchers",
+        )
+    finally:
         kube.drop_watches()
-        started = time.perf_counter()
-        kube.call(writes_only(), timeout=600)
-        writes = time.perf_counter() - started
-    print()
-    print(f"watch fan-out: {EVENTS} events to {WATCHERS} watchers")
-    print(f"  writes alone (no watchers)     {writes * 1000:8.1f} ms")
-    print(f"  writes + delivery + json.loads {fan_out * 1000:8.1f} ms")
-    print(f"  json.loads of all lines        {parse * 1000:8.1f} ms  ratio {fan_out / parse:.2f}")
+        watchers.http.clear()

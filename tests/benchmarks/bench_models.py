@@ -1,36 +1,31 @@
 """Models: decoding pod identity objects and matching label selectors.
 
-Figures are ratios to a baseline measured in the same process, so they mean something on any
-machine; nothing is asserted about time. Run: ``nox -s bench`` or
-``pytest tests/benchmarks/bench_models.py -s -o python_files='bench_*.py'``.
+Every figure goes through :mod:`tests.benchmarks.harness` (GC off while timing, baselines
+interleaved in the same process, median of per-round ratios). Run: ``nox -s bench`` or
+``pytest tests/benchmarks/bench_models.py -o python_files='bench_*.py' -p no:cacheprovider -s``.
 
-- ``from_dict`` of 10,000 AzureIdentityBinding dicts, against ``json.loads`` of the same
-  objects' JSON (what any client pays just to read them);
-- ``LabelSelector.matches`` over 100,000 label sets, against a hand-written dict comparison of
-  the same rules (the floor for any selector implementation);
-- ``LabelSelector.parse`` of a fresh string, and of a string seen before (cached).
+- decoding 10,000 AzureIdentityBinding objects from JSON (and back to the wire), against
+  ``json.loads`` (C), the standard library's pure-Python JSON decoder, and a hand-written
+  decode into plain dataclasses without validation (the floor for any typed decode);
+- ``LabelSelector.matches`` over 100,000 label sets, against hand-written dict checks of the
+  same rules;
+- ``LabelSelector.parse`` of a string seen before (cached) against a dict lookup, and of new
+  strings (absolute).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from podidentity.models import AzureIdentityBinding, LabelSelector
+from tests.benchmarks.baselines import py_json_loads
+from tests.benchmarks.harness import Case, Suite, quick
 
-BINDINGS = 10_000
-LABEL_SETS = 100_000
+BINDINGS = 500 if quick() else 2_000
+LABEL_SETS = 5_000 if quick() else 20_000
 SELECTOR = "app=web,tier in (api,frontend),!legacy,env notin (dev)"
-
-
-def _best(fn: Callable[[], object], repeat: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def _binding(index: int) -> dict[str, object]:
@@ -55,23 +50,76 @@ def _binding(index: int) -> dict[str, object]:
     }
 
 
-def _report(name: str, ours: float, baseline: float, what: str) -> None:
-    print(
-        f"\n{name}: {ours * 1000:.1f} ms vs {what} {baseline * 1000:.1f} ms, "
-        f"ratio {ours / baseline:.2f}"
+@dataclass(frozen=True)
+class _PlainMeta:
+    name: str
+    namespace: str
+    resource_version: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class _PlainBinding:
+    meta: _PlainMeta
+    identity: str
+    selector: str
+    match_labels: dict[str, str]
+    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...]
+    service_accounts: tuple[str, ...]
+
+
+def _plain_decode(obj: dict[str, object]) -> _PlainBinding:
+    """The same objects into plain dataclasses: no validation, no unknown-field keeping."""
+    meta = obj["metadata"]
+    spec = obj["spec"]
+    assert isinstance(meta, dict)
+    assert isinstance(spec, dict)
+    label_selector = spec["labelSelector"]
+    return _PlainBinding(
+        _PlainMeta(meta["name"], meta["namespace"], meta["resourceVersion"], meta["uid"]),
+        spec["azureIdentity"],
+        spec["selector"],
+        dict(label_selector["matchLabels"]),
+        tuple(
+            (e["key"], e["operator"], tuple(e["values"]))
+            for e in label_selector["matchExpressions"]
+        ),
+        tuple(spec["serviceAccountNames"]),
     )
 
 
-def test_decode_10000_bindings() -> None:
-    objects = [_binding(i) for i in range(BINDINGS)]
-    text = json.dumps(objects)
-    parse_only = _best(lambda: json.loads(text))
-    decode = _best(lambda: [AzureIdentityBinding.from_dict(o) for o in json.loads(text)])
-    round_trip = _best(
-        lambda: [AzureIdentityBinding.from_dict(o).to_dict() for o in json.loads(text)]
+def test_decode_bindings(bench: Suite) -> None:
+    text = json.dumps([_binding(i) for i in range(BINDINGS)])
+    decoded = [AzureIdentityBinding.from_dict(o) for o in json.loads(text)]
+    assert [b.to_dict() for b in decoded] == json.loads(text)
+    assert py_json_loads(text) == json.loads(text)
+    baselines = (
+        Case("json.loads (C)", lambda: json.loads(text)),
+        Case("pure-Python JSON decoder", lambda: py_json_loads(text)),
+        Case(
+            "json.loads + hand-written dataclass decode",
+            lambda: [_plain_decode(o) for o in json.loads(text)],
+        ),
     )
-    _report("json.loads + from_dict, 10,000 bindings", decode, parse_only, "json.loads")
-    _report("json.loads + from_dict + to_dict", round_trip, parse_only, "json.loads")
+    size = f"{BINDINGS:,} bindings, {len(text) / 1e6:.1f} MB of JSON"
+    bench.compare(
+        f"decode: json.loads + AzureIdentityBinding.from_dict, {BINDINGS:,} bindings",
+        Case(
+            "json.loads + from_dict",
+            lambda: [AzureIdentityBinding.from_dict(o) for o in json.loads(text)],
+        ),
+        *baselines,
+        note=size,
+    )
+    bench.compare(
+        f"round trip: json.loads + from_dict + to_dict, {BINDINGS:,} bindings",
+        Case(
+            "json.loads + from_dict + to_dict",
+            lambda: [AzureIdentityBinding.from_dict(o).to_dict() for o in json.loads(text)],
+        ),
+        *baselines,
+        note=size,
+    )
 
 
 def _hand_written(labels: dict[str, str]) -> bool:
@@ -83,7 +131,7 @@ def _hand_written(labels: dict[str, str]) -> bool:
     )
 
 
-def test_match_100000_label_sets() -> None:
+def test_match_label_sets(bench: Suite) -> None:
     selector = LabelSelector.parse(SELECTOR)
     label_sets = [
         {
@@ -95,20 +143,22 @@ def test_match_100000_label_sets() -> None:
         for i in range(LABEL_SETS)
     ]
     assert [selector.matches(s) for s in label_sets] == [_hand_written(s) for s in label_sets]
-    floor = _best(lambda: [_hand_written(s) for s in label_sets])
-    ours = _best(lambda: [selector.matches(s) for s in label_sets])
-    _report("LabelSelector.matches, 100,000 label sets", ours, floor, "hand-written checks")
+    bench.compare(
+        f"LabelSelector.matches (1 label, 3 expressions), {LABEL_SETS:,} label sets",
+        Case("LabelSelector.matches", lambda: [selector.matches(s) for s in label_sets]),
+        Case("hand-written dict checks", lambda: [_hand_written(s) for s in label_sets]),
+    )
 
 
-def test_parse_selectors() -> None:
-    fresh = [f"app=web-{i},tier in (a,b),!legacy" for i in range(2_000)]
-    started = time.perf_counter()
-    for text in fresh:
-        LabelSelector.parse(text)
-    per_fresh = (time.perf_counter() - started) / len(fresh)
-    cached = _best(lambda: [LabelSelector.parse(SELECTOR) for _ in range(10_000)]) / 10_000
-    dict_lookup = _best(lambda: [{"a": 1}.get("a") for _ in range(10_000)]) / 10_000
-    print(
-        f"\nLabelSelector.parse: {per_fresh * 1e6:.1f} us fresh, {cached * 1e6:.2f} us cached "
-        f"(a dict lookup here: {dict_lookup * 1e6:.2f} us)"
+def test_parse_selectors(bench: Suite) -> None:
+    table = {SELECTOR: 1}
+    bench.compare(
+        "LabelSelector.parse of a string seen before (cached)",
+        Case("LabelSelector.parse, cached", lambda: LabelSelector.parse(SELECTOR)),
+        Case("a dict lookup", lambda: table.get(SELECTOR)),
+    )
+    counter = itertools.count()
+    bench.measure(
+        "LabelSelector.parse of a new string (3 requirements)",
+        lambda: LabelSelector.parse(f"app=web-{next(counter)},tier in (a,b),!legacy"),
     )

@@ -198,6 +198,7 @@ def test_json_and_table_carry_the_figures(clock: FakeClock, tmp_path: Path) -> N
     data = json.loads(path.read_text())
     assert path.name == "demo.json"
     assert data["suite"] == "demo"
+    assert data["clock"] == "FakeClock"
     comparison, measurement = data["results"]
     assert comparison["ratios"][0]["baseline"] == "json.loads"
     assert comparison["ratios"][0]["median"] == pytest.approx(2.0)
