@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ UPSTREAM_CRDS = (
 CRD_DIR = Path(__file__).resolve().parents[2] / "podidentity" / "crds"
 
 
+@functools.cache  # parsing upstream's YAML per hypothesis example was most of this module's time
 def upstream_schemas() -> dict[str, dict[str, Any]]:
     crds = yaml.safe_load_all(UPSTREAM_CRDS.read_text())
     return {
@@ -131,8 +133,17 @@ def test_extensions_are_declared(kind: str) -> None:
 def test_to_dict_validates_against_upstream_and_our_schema(data: dict[str, Any]) -> None:
     model = parse(data)
     out = model.to_dict()
-    for schema in (upstream_schemas()[model.kind], our_schema(model.kind)):
-        jsonschema.Draft7Validator(to_draft7(schema)).validate(out)
+    for validator in _validators(model.kind):
+        validator.validate(out)
+
+
+@functools.cache
+def _validators(kind: str) -> tuple[jsonschema.Draft7Validator, ...]:
+    """Upstream's and our schema of ``kind`` as validators, built once."""
+    return tuple(
+        jsonschema.Draft7Validator(to_draft7(schema))
+        for schema in (upstream_schemas()[kind], our_schema(kind))
+    )
 
 
 def test_a_wrong_type_fails_our_schema() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import defaultdict
 
 import kubernetes
@@ -13,11 +14,15 @@ from podidentity.testing.kube import KubeEmulator
 
 WATCHERS = 10
 WRITERS = 5
-WRITES = 10_000
+# Bounded in count (3,000 writes reach each of 10 watchers: 30,000 deliveries) and in time
+# (every thread joins before one deadline), so the stress test fits the default run.
+WRITES = 3_000
+DEADLINE_SECONDS = 150
 OBJECTS_PER_WRITER = 20
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(DEADLINE_SECONDS + 30)
 def test_watchers_lose_nothing_under_concurrent_writes() -> None:
     with KubeEmulator(plugins=False, install_crds=False, history_size=WRITES * 2) as kube:
         client = kubernetes.config.new_client_from_config(config_file=str(kube.kubeconfig_path))
@@ -33,7 +38,7 @@ def test_watchers_lose_nothing_under_concurrent_writes() -> None:
                 "default",
                 watch=True,
                 resource_version=start_rv,
-                timeout_seconds=110,
+                timeout_seconds=DEADLINE_SECONDS,
                 _preload_content=False,
             )
             ready.wait()
@@ -77,9 +82,11 @@ def test_watchers_lose_nothing_under_concurrent_writes() -> None:
         writers = [threading.Thread(target=write, args=(i,)) for i in range(WRITERS)]
         for thread in writers:
             thread.start()
+        deadline = time.monotonic() + DEADLINE_SECONDS
         for thread in writers + watchers:
-            thread.join(timeout=115)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         client.close()
+        assert not [t for t in writers + watchers if t.is_alive()], "stress test overran"
 
         assert len(written) == WRITES
         for events in seen:

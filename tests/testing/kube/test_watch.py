@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import kubernetes
 import pytest
@@ -13,16 +14,32 @@ from tests.testing.kube.aio_client import aio_api_client
 from tests.testing.kube.kube_manifests import pod
 
 
-def _events(core: kubernetes.client.CoreV1Api, **kwargs: object) -> list[tuple[str, str, str]]:
+def _events(
+    core: kubernetes.client.CoreV1Api, count: int, **kwargs: object
+) -> list[tuple[str, str, str]]:
+    """The first ``count`` events of a pod watch (the server's timeout only bounds a failure)."""
     watch = kubernetes.watch.Watch()
     seen = []
-    for event in watch.stream(core.list_namespaced_pod, "default", **kwargs):
+    for event in watch.stream(core.list_namespaced_pod, "default", timeout_seconds=30, **kwargs):
         obj = event["object"]
         if event["type"] == "BOOKMARK":
             seen.append(("BOOKMARK", "", obj["metadata"]["resourceVersion"]))
         else:
             seen.append((event["type"], obj.metadata.name, obj.metadata.resource_version))
+        if len(seen) == count:
+            watch.stop()
     return seen
+
+
+def _lines(response: Any, count: int) -> list[str]:
+    """The first ``count`` lines of a raw watch stream; then the stream is closed."""
+    buffer = b""
+    for chunk in response.stream(1024):
+        buffer += chunk
+        if buffer.count(b"\n") >= count:
+            break
+    response.close()
+    return buffer.decode().splitlines()[:count]
 
 
 def test_watch_without_version_starts_with_current_state(
@@ -30,7 +47,7 @@ def test_watch_without_version_starts_with_current_state(
 ) -> None:
     core.create_namespaced_pod("default", pod("a"))
     core.create_namespaced_pod("default", pod("b"))
-    seen = _events(core, timeout_seconds=1)
+    seen = _events(core, 2)
     assert [(t, n) for t, n, _ in seen] == [("ADDED", "a"), ("ADDED", "b")]
 
 
@@ -41,7 +58,7 @@ def test_watch_replays_changes_after_a_resource_version(
     core.create_namespaced_pod("default", pod("a"))
     core.patch_namespaced_pod("a", "default", {"metadata": {"labels": {"x": "1"}}})
     core.delete_namespaced_pod("a", "default")
-    seen = _events(core, resource_version=listed.metadata.resource_version, timeout_seconds=1)
+    seen = _events(core, 3, resource_version=listed.metadata.resource_version)
     assert [(t, n) for t, n, _ in seen] == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
     versions = [int(rv) for _, _, rv in seen]
     assert versions == sorted(versions)
@@ -113,7 +130,7 @@ def test_bookmarks_carry_the_current_version(
     kube: KubeEmulator, core: kubernetes.client.CoreV1Api
 ) -> None:
     core.create_namespaced_pod("default", pod("a"))
-    seen = _events(core, allow_watch_bookmarks=True, timeout_seconds=2)
+    seen = _events(core, 2, allow_watch_bookmarks=True)
     bookmarks = [rv for kind, _, rv in seen if kind == "BOOKMARK"]
     assert bookmarks
     assert int(bookmarks[-1]) >= int(kube.resource_version) - 0
@@ -129,10 +146,10 @@ def test_send_initial_events_ends_with_a_marked_bookmark(
         send_initial_events=True,
         allow_watch_bookmarks=True,
         resource_version_match="NotOlderThan",
-        timeout_seconds=1,
+        timeout_seconds=30,
         _preload_content=False,
     )
-    lines = raw.data.decode().splitlines()
+    lines = _lines(raw, 2)
     assert '"type":"ADDED"' in lines[0]
     assert '"k8s.io/initial-events-end":"true"' in lines[1]
 
@@ -144,7 +161,7 @@ def test_label_selector_watch_sees_entering_and_leaving(
     core.create_namespaced_pod("default", pod("a", app="x"))
     core.patch_namespaced_pod("a", "default", {"metadata": {"labels": {"app": "y"}}})
     core.patch_namespaced_pod("a", "default", {"metadata": {"labels": {"app": "x"}}})
-    seen = _events(core, resource_version=rv, label_selector="app=x", timeout_seconds=1)
+    seen = _events(core, 3, resource_version=rv, label_selector="app=x")
     assert [t for t, _, _ in seen] == ["ADDED", "DELETED", "ADDED"]
 
 
@@ -169,8 +186,12 @@ async def test_aio_watch_resumes(kube: KubeEmulator) -> None:
             core.list_namespaced_pod,
             "default",
             resource_version=listed.metadata.resource_version,
-            timeout_seconds=1,
+            timeout_seconds=30,
         ) as stream:
             async for event in stream:
                 names.append((event["type"], event["object"].metadata.name))
+                if len(names) == 2:
+                    # End the stream from the server once the expected events are in (the
+                    # timeout only bounds a failure); anything extra would still show.
+                    kube.drop_watches()
         assert names == [("ADDED", "a"), ("ADDED", "b")]
