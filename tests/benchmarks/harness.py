@@ -12,10 +12,12 @@ Figures must reproduce on a shared, noisy machine, so each timed section is take
 - **GC**: ``gc.collect()`` right before, and the collector disabled during, every timed section
   (restored afterwards, whatever happens); a collection landing in one run and not another was
   the main source of irreproducible ratios.
-- **Calibrated inner loops**: work shorter than ``min_run`` seconds is repeated ``number`` times
-  inside one timed section (found as ``timeit`` does), and figures are per call.
-- **Repeats**: at least 5 runs (3 in quick mode), more for short work (up to 25 within a
-  ``budget`` of seconds per scenario); each result keeps every run and its min / median / max.
+- **Calibrated inner loops**: work shorter than ``min_run`` (20 ms) is repeated ``number``
+  times inside one timed section (found as ``timeit`` does), and figures are per call.
+- **Repeats**: at least 5 runs (3 in quick mode), more for short work (up to 41 within a
+  ``budget`` of seconds per scenario, 5 s unless the suite says otherwise); each result keeps
+  every run and its min / median / max. Short rounds interleave subject and baseline closely,
+  so both see the same machine load.
 - **Interleaved baselines**: :meth:`Suite.compare` runs the subject and its named baselines in
   turn, round after round (the order rotating every round), in the same process. A ratio is the
   median over rounds of ``subject_run / baseline_run`` of the *same round*, so drift of the
@@ -86,7 +88,7 @@ Clock = Callable[[], float]
 QUICK_ENV = "BENCH_QUICK"
 MIN_ROUNDS = 5
 QUICK_ROUNDS = 3
-MAX_ROUNDS = 25
+MAX_ROUNDS = 41
 MAX_NUMBER = 1_000_000
 
 
@@ -259,7 +261,7 @@ class Suite:
 
     def __post_init__(self) -> None:
         if self.min_run is None:
-            self.min_run = 0.005 if quick() else 0.05
+            self.min_run = 0.005 if quick() else 0.02
         if self.budget is None:
             self.budget = 0.5 if quick() else 5.0
 
