@@ -1,4 +1,4 @@
-"""Kubernetes emulator: a 2,000-pod list and a 2,000-event watch fan-out to 10 watchers.
+"""Kubernetes emulator: a 2,000-pod list and a 1,000-event watch fan-out to 10 watchers.
 
 Every figure goes through :mod:`tests.benchmarks.harness`: CPU time of the process (the
 emulator's server thread and the clients' threads alike), GC off while timing, baselines run
@@ -8,7 +8,7 @@ interleaved in the same process, the median of per-round ratios. Run: ``nox -s b
 - list: ``GET`` of every pod plus ``json.loads``, against ``json.loads`` (C) and the
   pure-Python JSON decoder of the same bytes (what any client pays just to read them); and
   ``CoreV1Api.list_namespaced_pod`` against ``ApiClient.deserialize`` of the same bytes.
-- watch fan-out: 2,000 writes delivered to 10 watchers that each parse every line, against
+- watch fan-out: 1,000 writes delivered to 10 watchers that each parse every line, against
   the same writes with no watcher, and against parsing all the lines alone (``json.loads``).
 """
 
@@ -28,7 +28,7 @@ from tests.benchmarks.baselines import py_json_loads
 from tests.benchmarks.harness import Case, Suite, quick
 
 PODS = 500 if quick() else 2_000
-EVENTS = 500 if quick() else 2_000
+EVENTS = 300 if quick() else 1_000
 WATCHERS = 10
 
 
@@ -170,7 +170,9 @@ def _wait_for(condition: object) -> None:
 
 
 def test_watch_fan_out(bench: Suite, kube: KubeEmulator) -> None:
-    bench.budget = 2.0 if quick() else 10.0
+    # Eleven threads share the GIL here, so a round's CPU time varies more with the machine's
+    # load than single-threaded work does: many short rounds keep the median steady.
+    bench.budget = 2.0 if quick() else 15.0
     names = itertools.count()
     watchers = _Watchers(kube)
 
