@@ -7,8 +7,8 @@ See ``docs/testing-azure.md``.
 
 from __future__ import annotations
 
+from podidentity.testing._clock import Clock, ManualClock, system_clock
 from podidentity.testing.azure._arm import ArmService, arm_error_json
-from podidentity.testing.azure._clock import Clock, ManualClock, system_clock
 from podidentity.testing.azure._emulator import AzureEmulator, Endpoint, ImdsEndpoint
 from podidentity.testing.azure._gate import RequestGate
 from podidentity.testing.azure._imds import ImdsService

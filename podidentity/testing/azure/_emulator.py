@@ -28,12 +28,12 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from podidentity.testing._clock import Clock, system_clock
 from podidentity.testing._faults import FaultInjector, RequestLog, with_faults
 from podidentity.testing._pki import CertificateAuthority
 from podidentity.testing._server import RunningServer, ServerThread, TLSFiles
 from podidentity.testing.azure._aad import AadService, aad_error_body
 from podidentity.testing.azure._arm import ArmService, arm_error_body, with_arm_headers
-from podidentity.testing.azure._clock import Clock, system_clock
 from podidentity.testing.azure._federation import OidcKeys
 from podidentity.testing.azure._imds import ImdsNode, ImdsService, imds_error_body
 from podidentity.testing.azure._keyvault import KeyVaultService

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import attrs
 
-from podidentity.testing.azure._keyvault_throttle import RateLimit, SlidingWindow
+from podidentity.testing._ratelimit import RateLimit, SlidingWindow
 
 __all__ = ["ImdsLimits", "NodeThrottle"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import attrs
 
+from podidentity.testing._clock import Clock
 from podidentity.testing._jwt import InvalidToken, JwtSigner, verify
-from podidentity.testing.azure._clock import Clock
 from podidentity.testing.azure._world import Principal, resource_key
 
 __all__ = ["IssuedToken", "TokenIssuer", "resource_from_scope"]

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import attrs
 
+from podidentity.testing._clock import Clock, system_clock
 from podidentity.testing._pki import CertificateAuthority, IssuedCertificate
-from podidentity.testing.azure._clock import Clock, system_clock
 from podidentity.testing.azure._roles import RoleAssignment, RoleAssignments
 
 if TYPE_CHECKING:
@@ -266,7 +266,7 @@ class AzureWorld:
     Args:
         tenant_id: the directory (tenant) ID; generated when omitted.
         ca: issues service principals' certificate credentials.
-        clock: the world's time (see :mod:`podidentity.testing.azure._clock`).
+        clock: the world's time (see :mod:`podidentity.testing._clock`).
     """
 
     def __init__(
