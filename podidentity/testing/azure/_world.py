@@ -24,6 +24,11 @@ import attrs
 
 from podidentity.testing._clock import Clock, system_clock
 from podidentity.testing._pki import CertificateAuthority, IssuedCertificate
+from podidentity.testing.azure._operations import (
+    PREEMPTED,
+    IdentityOperation,
+    OperationInFlight,
+)
 from podidentity.testing.azure._roles import RoleAssignment, RoleAssignments
 
 if TYPE_CHECKING:
@@ -37,6 +42,7 @@ __all__ = [
     "AzureWorld",
     "ComputeKind",
     "ComputeResource",
+    "Departure",
     "FederatedCredential",
     "ManagedIdentity",
     "Placement",
@@ -190,6 +196,25 @@ class SystemIdentity:
     client_id: str = attrs.field(factory=_new_id)
 
 
+@attrs.frozen
+class Departure:
+    """A user-assigned identity taken off a VM or scale set, remembered for IMDS's sake.
+
+    IMDS keeps serving a removed identity for a propagation window after its removal.
+
+    Attributes:
+        identity: the identity removed.
+        assigned_at: when it had been assigned (its grant, for IMDS's token cache).
+        removed_at: when it was removed (world clock).
+        booted: whether the machine had been created with it (IMDS served it at once).
+    """
+
+    identity: ManagedIdentity
+    assigned_at: float
+    removed_at: float
+    booted: bool = False
+
+
 @attrs.define
 class ComputeResource:
     """A VM or a scale set and the identities on it (a snapshot when handed out).
@@ -197,6 +222,11 @@ class ComputeResource:
     Attributes:
         assigned_at: when (world clock) each user-assigned identity, by lower-cased resource
             ID, was put on the resource; IMDS uses it to emulate propagation delay.
+        departed: identities removed from the resource, by lower-cased resource ID, with when;
+            IMDS serves them for its propagation window after removal.
+        created_at: when (world clock) the resource was created.
+        booted_with: the user-assigned identities (lower-cased resource IDs) it was created
+            with and still holds: IMDS serves them without a propagation window.
     """
 
     kind: ComputeKind
@@ -209,6 +239,9 @@ class ComputeResource:
     system_identity: SystemIdentity | None = None
     user_assigned: dict[str, ManagedIdentity] = attrs.field(factory=dict)
     assigned_at: dict[str, float] = attrs.field(factory=dict)
+    departed: dict[str, Departure] = attrs.field(factory=dict)
+    created_at: float = 0.0
+    booted_with: set[str] = attrs.field(factory=set)
 
     @property
     def resource_id(self) -> str:
@@ -231,8 +264,26 @@ class ComputeResource:
     def snapshot(self) -> ComputeResource:
         """A copy that later changes to the world do not touch."""
         return attrs.evolve(
-            self, user_assigned=dict(self.user_assigned), assigned_at=dict(self.assigned_at)
+            self,
+            user_assigned=dict(self.user_assigned),
+            assigned_at=dict(self.assigned_at),
+            departed=dict(self.departed),
+            booted_with=set(self.booted_with),
         )
+
+    def _add(self, key: str, identity: ManagedIdentity, now: float) -> None:
+        if key not in self.user_assigned:
+            self.assigned_at[key] = now
+        self.user_assigned[key] = identity
+        self.departed.pop(key, None)
+
+    def _remove(self, key: str, now: float) -> None:
+        identity = self.user_assigned.pop(key, None)
+        assigned_at = self.assigned_at.pop(key, None)
+        booted = key in self.booted_with
+        self.booted_with.discard(key)
+        if identity is not None:
+            self.departed[key] = Departure(identity, assigned_at or now, now, booted)
 
 
 class Placement(TypedDict, total=False):
@@ -286,6 +337,8 @@ class AzureWorld:
         self._applications: dict[str, ServicePrincipal] = {}
         self._federated: dict[str, list[FederatedCredential]] = {}
         self._compute: dict[tuple[str, str, str, str], ComputeResource] = {}
+        self._operations: dict[str, IdentityOperation] = {}
+        self._in_flight: dict[tuple[str, str, str, str], IdentityOperation] = {}
         self._resources: set[str] = {resource_key(r) for r in DEFAULT_RESOURCES}
         #: Who may do what at ARM; nobody may do anything until granted (see :meth:`grant_role`).
         self.roles = RoleAssignments()
@@ -591,6 +644,7 @@ class AzureWorld:
             location=location,
             capacity=capacity,
             system_identity=SystemIdentity() if system_assigned else None,
+            created_at=self.clock(),
         )
         key = _compute_key(kind, sub, resource_group, name)
         with self._lock:
@@ -598,7 +652,8 @@ class AzureWorld:
             if key in self._compute:
                 raise ValueError(f"{resource.resource_id} already exists")
             self._compute[key] = resource
-            self._assign(resource, identities)
+            self._assign(resource, identities, resource.created_at)
+            resource.booted_with = set(resource.user_assigned)
             return resource.snapshot()
 
     def compute(
@@ -611,6 +666,7 @@ class AzureWorld:
     ) -> ComputeResource:
         """Find a VM or scale set by name (and resource group when names repeat)."""
         with self._lock:
+            self._settle()
             return self._find(kind, name, resource_group, subscription_id).snapshot()
 
     def vm(self, name: str, *, resource_group: str | None = None) -> ComputeResource:
@@ -626,6 +682,7 @@ class AzureWorld:
     ) -> ComputeResource | None:
         """Exact lookup by ARM path parts (case-insensitive); ``None`` when absent."""
         with self._lock:
+            self._settle()
             found = self._compute.get(_compute_key(kind, subscription_id, resource_group, name))
             return found.snapshot() if found else None
 
@@ -667,10 +724,9 @@ class AzureWorld:
         """Take user-assigned identities off a VM or scale set."""
         with self._lock:
             live = self._live(compute)
+            now = self.clock()
             for identity in identities:
-                key = _identity_key(identity)
-                live.user_assigned.pop(key, None)
-                live.assigned_at.pop(key, None)
+                live._remove(_identity_key(identity), now)
             return live.snapshot()
 
     def set_system_assigned(self, compute: ComputeResource, enabled: bool) -> ComputeResource:
@@ -689,22 +745,132 @@ class AzureWorld:
         *,
         system_assigned: bool,
         user_assigned: Mapping[str, ManagedIdentity],
+        at: float | None = None,
     ) -> ComputeResource:
-        """Replace a resource's identity block with an already validated one (ARM's write)."""
+        """Replace a resource's identity block with an already validated one, at once.
+
+        ``at`` is when the change happened (default now); ARM's operations pass the time they
+        completed.
+        """
         with self._lock:
             live = self._live(compute)
             self.set_system_assigned(live, system_assigned)
-            now = self.clock()
+            now = self.clock() if at is None else at
             wanted = {k.lower(): v for k, v in user_assigned.items()}
             for key in list(live.user_assigned):
                 if key not in wanted:
-                    del live.user_assigned[key]
-                    live.assigned_at.pop(key, None)
+                    live._remove(key, now)
             for key, identity in wanted.items():
-                if key not in live.user_assigned:
-                    live.assigned_at[key] = now
-                live.user_assigned[key] = identity
+                live._add(key, identity, now)
             return live.snapshot()
+
+    # -- ARM's long-running identity writes --------------------------------------------------
+
+    def start_identity_operation(
+        self,
+        compute: ComputeResource,
+        *,
+        operation_id: str,
+        system_assigned: bool,
+        user_assigned: Mapping[str, ManagedIdentity],
+        duration: float,
+        preempt: bool = False,
+        fail_with: tuple[str, str] | None = None,
+    ) -> IdentityOperation:
+        """Accept an identity write that takes effect ``duration`` seconds from now.
+
+        Raises:
+            OperationInFlight: another write on the resource has not completed and ``preempt``
+                is false. With ``preempt``, that one ends ``Canceled`` with
+                ``OperationPreempted`` and this one carries the resource's model on.
+        """
+        if duration < 0:
+            raise ValueError("an operation cannot take negative time")
+        with self._lock:
+            live = self._live(compute)
+            key = _compute_key(live.kind, live.subscription_id, live.resource_group, live.name)
+            now = self.clock()
+            current = self._in_flight.get(key)
+            if current is not None:
+                if not preempt:
+                    raise OperationInFlight(current.snapshot())
+                current.finish("Canceled", now, PREEMPTED)
+                del self._in_flight[key]
+            operation = IdentityOperation(
+                operation_id=operation_id,
+                resource_id=live.resource_id,
+                location=live.location,
+                started=now,
+                due=now + duration,
+                system_assigned=system_assigned,
+                user_assigned={k.lower(): v for k, v in user_assigned.items()},
+                fail_with=fail_with,
+            )
+            self._operations[operation_id] = operation
+            self._in_flight[key] = operation
+            self._settle()
+            return operation.snapshot()
+
+    def identity_operation(self, operation_id: str) -> IdentityOperation | None:
+        """An operation by ID (settled first), or ``None``."""
+        with self._lock:
+            self._settle()
+            found = self._operations.get(operation_id)
+            return found.snapshot() if found else None
+
+    def pending_identity_operation(self, compute: ComputeResource) -> IdentityOperation | None:
+        """The write still in progress on a VM or scale set, if any."""
+        with self._lock:
+            self._settle()
+            key = _compute_key(
+                compute.kind, compute.subscription_id, compute.resource_group, compute.name
+            )
+            found = self._in_flight.get(key)
+            return found.snapshot() if found else None
+
+    def settle(self) -> None:
+        """Complete every operation that is due (every read of the world does this first)."""
+        with self._lock:
+            self._settle()
+
+    def _settle(self) -> None:
+        if not self._in_flight:
+            return
+        now = self.clock()
+        for key, operation in list(self._in_flight.items()):
+            if operation.due > now:
+                continue
+            del self._in_flight[key]
+            live = self._compute.get(key)
+            if live is None:
+                operation.finish(
+                    "Failed",
+                    operation.due,
+                    ("ResourceNotFound", f"{operation.resource_id} was deleted."),
+                )
+                continue
+            if operation.fail_with is not None:
+                operation.finish("Failed", operation.due, operation.fail_with)
+                continue
+            gone = [
+                identity.resource_id
+                for k, identity in operation.user_assigned.items()
+                if k not in self._identities
+            ]
+            if gone:
+                operation.finish(
+                    "Failed",
+                    operation.due,
+                    ("FailedIdentityOperation", f"Resource '{gone[0]}' was not found."),
+                )
+                continue
+            self.update_identity(
+                live,
+                system_assigned=operation.system_assigned,
+                user_assigned=operation.user_assigned,
+                at=operation.due,
+            )
+            operation.finish("Succeeded", operation.due)
 
     def scale_vmss(self, vmss: ComputeResource, capacity: int) -> ComputeResource:
         """Change a scale set's instance count; IMDS of removed instances stops answering."""
@@ -720,6 +886,7 @@ class AzureWorld:
     def all_compute(self) -> list[ComputeResource]:
         """Snapshots of every VM and scale set."""
         with self._lock:
+            self._settle()
             return [c.snapshot() for c in self._compute.values()]
 
     def _live(self, compute: ComputeResource) -> ComputeResource:
@@ -731,15 +898,18 @@ class AzureWorld:
         except KeyError:
             raise LookupError(f"{compute.resource_id} does not exist") from None
 
-    def _assign(self, live: ComputeResource, identities: Iterable[ManagedIdentity]) -> None:
-        now = self.clock()
+    def _assign(
+        self,
+        live: ComputeResource,
+        identities: Iterable[ManagedIdentity],
+        now: float | None = None,
+    ) -> None:
+        now = self.clock() if now is None else now
         for identity in identities:
             key = identity.resource_id.lower()
             if key not in self._identities:
                 raise LookupError(f"managed identity {identity.resource_id} does not exist")
-            if key not in live.user_assigned:
-                live.assigned_at[key] = now
-            live.user_assigned[key] = identity
+            live._add(key, identity, now)
 
     def _application(self, client_id: str) -> ServicePrincipal:
         try:

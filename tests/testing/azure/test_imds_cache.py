@@ -177,6 +177,7 @@ def test_one_cache_per_node(azure: AzureEmulator) -> None:
 def test_an_unassigned_identity_loses_its_cached_token(azure: AzureEmulator, how: str) -> None:
     # Security rule: a token is never served for an identity no longer on the VM, and assigning
     # it again does not bring the old token back.
+    azure.imds_service.identity_delay = 0  # the rule under test, not the propagation window
     identity = azure.world.add_managed_identity("app")
     other = azure.world.add_managed_identity("other")
     vmss = azure.world.add_vmss("pool", capacity=1, identities=[identity, other])
@@ -201,6 +202,7 @@ def test_unassigned_and_reassigned_between_requests_gets_a_new_token(
 ) -> None:
     # No request sees the gap, yet the assignment is a new one: the old token must not return.
     azure = azure_with_clock
+    azure.imds_service.identity_delay = 0
     identity = azure.world.add_managed_identity("app")
     vm = azure.world.add_vm("node-0", identities=[identity])
     url = azure.imds_url(vm=vm)
