@@ -124,8 +124,9 @@ def test_service_account_tokens_federate_to_azure_ad(sandbox: Sandbox, tmp_path:
             try:
                 results[name] = unverified_claims(credential.get_token(VAULT).token)["oid"]
             except ClientAuthenticationError as err:
-                results[name] = "refused: AADSTS70021" if "AADSTS70021" in str(err) else str(err)
-    assert results == {"orders": identity.principal_id, "intruder": "refused: AADSTS70021"}
+                refused = "AADSTS700213" in str(err)
+                results[name] = "refused: AADSTS700213" if refused else str(err)
+    assert results == {"orders": identity.principal_id, "intruder": "refused: AADSTS700213"}
 
 
 def test_every_pool_carries_the_kubelet_identity(sandbox: Sandbox) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -180,7 +181,10 @@ class ServicePrincipal:
 
 @attrs.frozen
 class FederatedCredential:
-    """Trust in tokens from an external issuer: issuer, subject and audiences must all match."""
+    """Trust in tokens from an external issuer: issuer, subject and audience must all match.
+
+    As in Azure, a credential has exactly one audience and an ``https`` issuer.
+    """
 
     name: str
     issuer: str
@@ -512,8 +516,26 @@ class AzureWorld:
         ``owner`` is the identity, the application, or a client ID.
 
         Raises:
-            ValueError: the owner already has 20 federated credentials (Azure's limit).
+            ValueError: the owner already has 20 federated credentials (Azure's limit), the
+                issuer is not an ``https`` URL, the subject is empty, or ``audiences`` is not
+                exactly one audience (Azure accepts one per credential).
         """
+        audiences = tuple(audiences)
+        if len(audiences) != 1 or not audiences[0]:
+            raise ValueError(
+                f"a federated identity credential has exactly one audience, got {list(audiences)};"
+                f" add one credential per audience (usually {WORKLOAD_IDENTITY_AUDIENCE!r})"
+            )
+        if (
+            urllib.parse.urlsplit(issuer).scheme != "https"
+            or not urllib.parse.urlsplit(issuer).netloc
+        ):
+            raise ValueError(
+                f"a federated identity credential's issuer must be an https URL, got {issuer!r}"
+                " (serve the test issuer over TLS, as KubeEmulator(tls=True) does)"
+            )
+        if not subject:
+            raise ValueError("a federated identity credential needs a subject")
         client_id = owner if isinstance(owner, str) else owner.client_id
         with self._lock:
             if self.principal_for_client(client_id) is None:
@@ -528,7 +550,7 @@ class AzureWorld:
                 name=name or f"fic-{len(existing) + 1}",
                 issuer=issuer,
                 subject=subject,
-                audiences=tuple(audiences),
+                audiences=audiences,
             )
             existing.append(credential)
         return credential

@@ -621,3 +621,27 @@ def test_a_write_does_not_lose_a_concurrent_world_change(
         first.resource_id.lower(),
         concurrent.resource_id.lower(),
     }
+
+
+def test_built_in_roles_carry_only_their_real_actions(azure: AzureEmulator) -> None:
+    vm_contributor = azure.world.add_service_principal("vm-contributor")
+    operator = azure.world.add_service_principal("operator")
+    vm = azure.world.add_vm("vm-0")
+    identity = azure.world.add_managed_identity("app")
+    subscription = f"/subscriptions/{vm.subscription_id}"
+    azure.world.grant_role(vm_contributor, subscription, "Virtual Machine Contributor")
+    azure.world.grant_role(operator, subscription, "Managed Identity Operator")
+    with azure.patched_environ():
+        with _client_for(azure, vm_contributor) as client:
+            assert client.get(vm.resource_id).status_code == 200
+            # Virtual Machine Contributor has no read on identities (no */read).
+            read = client.get(identity.resource_id, params=IDENTITY_API)
+            assert _error(read)[:2] == (403, "AuthorizationFailed")
+            assert "'Microsoft.ManagedIdentity/userAssignedIdentities/read'" in _error(read)[2]
+        with _client_for(azure, operator) as client:
+            # Managed Identity Operator reads identities (userAssignedIdentities/*/read) ...
+            assert client.get(identity.resource_id, params=IDENTITY_API).status_code == 200
+            # ... but not machines, nor may it write them.
+            assert _error(client.get(vm.resource_id))[:2] == (403, "AuthorizationFailed")
+            denied = _patch(client, vm, {"type": "None"})
+            assert _error(denied)[:2] == (403, "AuthorizationFailed")
