@@ -281,3 +281,20 @@ async def test_new_sdk_credentials_get_the_cached_token_aio(azure: AzureEmulator
     assert tokens[1].token == tokens[0].token
     assert tokens[1].expires_on == tokens[0].expires_on
     assert len(azure.imds(vmss=vmss).log.records) == 2
+
+
+def test_a_removed_identity_keeps_its_token_for_the_propagation_window(
+    azure_with_clock: AzureEmulator, clock: ManualClock
+) -> None:
+    # IMDS lags a removal as it lags an assignment: the cached token is still served for the
+    # window (a token proxy must not rely on removal being instant), never after it.
+    azure = azure_with_clock
+    identity = azure.world.add_managed_identity("app")
+    vm = azure.world.add_vm("node-0", identities=[identity])
+    url = azure.imds_url(vm=vm)
+    cached = _token(url)["access_token"]
+    azure.world.unassign_identities(vm, [identity])
+    clock.advance(azure.imds_service.identity_delay - 1)
+    assert _token(url)["access_token"] == cached
+    clock.advance(1)
+    assert _refused(url) == "Identity not found"
