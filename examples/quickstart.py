@@ -3,9 +3,13 @@
 Starts the Kubernetes and Azure emulators, applies an AzureIdentity and an
 AzureIdentityBinding with the official Kubernetes client, decides which pods the binding
 grants (the pure matching the reconciler builds on), assigns the identity to the node's scale
-set through ARM, then gets a token from that node's IMDS and reads a Key Vault secret with it,
-the way a pod will through the token proxy. An intruder pod that copies the binding's label
-but runs as another service account gets nothing.
+set through ARM (a long-running operation, polled as azure-mgmt clients poll it), then gets a
+token from that node's IMDS and reads a Key Vault secret with it, the way a pod will through
+the token proxy. An intruder pod that copies the binding's label but runs as another service
+account gets nothing.
+
+The emulators run on a manual clock shared by both sides: where a real controller would sleep
+for Retry-After or for IMDS to catch up, the demo moves the clock instead.
 
 Everything runs on 127.0.0.1 through the real clients: kubernetes, azure-identity,
 azure-keyvault-secrets and httpx. Run: python3 examples/quickstart.py
@@ -29,7 +33,7 @@ from podidentity.models import (
     load_yaml,
     parse,
 )
-from podidentity.testing import Sandbox
+from podidentity.testing import ManualClock, Sandbox
 
 GROUP, VERSION = "aadpodidentity.k8s.io", "v1"
 
@@ -71,7 +75,8 @@ def pod(name: str, service_account: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    with Sandbox() as sandbox:
+    clock = ManualClock()
+    with Sandbox(clock=clock) as sandbox:
         kube, azure = sandbox.kube, sandbox.azure
         step(f"Kubernetes API emulator at {kube.url}; Azure emulator (tenant {azure.tenant_id})")
 
@@ -159,7 +164,26 @@ def main() -> int:
                 },
             )
             response.raise_for_status()
-        print(f"    {scale_set.name}: identity type {response.json()['identity']['type']}")
+            body = response.json()
+            print(
+                f"    {scale_set.name}: identity type {body['identity']['type']},"
+                f" {body['properties']['provisioningState']}"
+            )
+            # ARM writes are long-running: poll Azure-AsyncOperation, waiting Retry-After.
+            status_url = response.headers["Azure-AsyncOperation"]
+            retry_after = response.headers.get("Retry-After", "1")
+            status = "InProgress"
+            while status == "InProgress":
+                clock.advance(float(retry_after))  # a real controller sleeps here
+                poll = httpx.get(status_url, headers={"Authorization": f"Bearer {arm_token}"})
+                poll.raise_for_status()
+                status = poll.json()["status"]
+                retry_after = poll.headers.get("Retry-After", "1")
+            print(f"    operation {status}")
+            if status != "Succeeded":
+                raise SystemExit(f"the identity write ended {status}")
+        # IMDS on the node learns about the identity a few seconds after the operation.
+        clock.advance(azure.imds_service.identity_delay)
         assigned = AzureAssignedIdentity.create(
             identity=azure_identity,
             binding=binding,

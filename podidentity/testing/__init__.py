@@ -12,17 +12,20 @@ Everything here serves on 127.0.0.1 only, so the official clients (``kubernetes`
   127.0.0.0/8 during a test run; fixtures for the emulators.
 - Building blocks for emulators of your own: :class:`CertificateAuthority`,
   :class:`JwtSigner` with :func:`verify_jwt`, :class:`ServerThread`, :class:`FaultInjector`
-  and :class:`RequestLog`.
+  and :class:`RequestLog`; one :class:`Clock` (:class:`ManualClock` to move time by hand) and one
+  :class:`RateLimit` shared by every emulator.
 
 Install with the ``testing`` extra: ``pip install podidentity[testing]``.
 """
 
 from __future__ import annotations
 
+from podidentity.testing._clock import Clock, ManualClock, system_clock
 from podidentity.testing._faults import FaultInjector, RequestLog, with_faults
 from podidentity.testing._jwt import InvalidToken, JwtSigner
 from podidentity.testing._jwt import verify as verify_jwt
 from podidentity.testing._pki import CertificateAuthority, IssuedCertificate
+from podidentity.testing._ratelimit import RateLimit, SlidingWindow
 from podidentity.testing._server import RunningServer, ServerThread, TLSFiles
 from podidentity.testing.azure import AzureEmulator
 from podidentity.testing.kube import KubeEmulator
@@ -32,21 +35,26 @@ from podidentity.testing.sandbox import NodePool, Sandbox, SandboxNode
 __all__ = [
     "AzureEmulator",
     "CertificateAuthority",
+    "Clock",
     "FaultInjector",
     "ForeignConnectionError",
     "InvalidToken",
     "IssuedCertificate",
     "JwtSigner",
     "KubeEmulator",
+    "ManualClock",
     "NetworkGuard",
     "NodePool",
+    "RateLimit",
     "RequestLog",
     "RunningServer",
     "Sandbox",
     "SandboxNode",
     "ServerThread",
+    "SlidingWindow",
     "TLSFiles",
     "guard",
+    "system_clock",
     "verify_jwt",
     "with_faults",
 ]

@@ -6,6 +6,12 @@ and its subscription do: every Kubernetes node is backed by a VM or a scale-set 
 Azure world (its ``spec.providerID`` names it), that machine's IMDS is one call away, and the
 cluster's service-account issuer is trusted by Azure AD for workload identity federation.
 
+As in AKS, every node pool's scale set (and every VM node) carries the cluster's *kubelet
+identity*, a user-assigned identity the nodes themselves use; pod identity must leave it in
+place (:meth:`Sandbox.check_kubelet_identity`). One :class:`~podidentity.testing.Clock` drives
+both emulators, so a test moves time on both sides at once with a
+:class:`~podidentity.testing.ManualClock`.
+
 The reconciler, the token proxy and the end-to-end demo are tested in a sandbox; so can your
 own code that spans both sides.
 """
@@ -20,7 +26,10 @@ from collections.abc import Iterator, Mapping, Sequence
 import attrs
 import kubernetes
 
+from podidentity.testing._clock import Clock, system_clock
 from podidentity.testing.azure import (
+    DEFAULT_OPERATION_DURATION,
+    DEFAULT_PROPAGATION_DELAY,
     WORKLOAD_IDENTITY_AUDIENCE,
     AzureEmulator,
     ComputeResource,
@@ -58,11 +67,20 @@ class SandboxNode:
 
 @attrs.frozen
 class NodePool:
-    """An AKS-style node pool: one scale set and a node per instance."""
+    """An AKS-style node pool: one scale set and a node per instance.
+
+    Attributes:
+        name: the pool's name (``nodepool1``).
+        scale_set: its scale set (a snapshot taken when the pool was added).
+        nodes: a node per instance.
+        kubelet_identity: the cluster's kubelet identity, on the scale set from the start, as
+            AKS puts it there; pod identity must never take it off.
+    """
 
     name: str
     scale_set: ComputeResource
     nodes: tuple[SandboxNode, ...]
+    kubelet_identity: ManagedIdentity
 
 
 class Sandbox:
@@ -74,6 +92,13 @@ class Sandbox:
     Args:
         tenant_id: the Azure AD tenant (generated when ``None``).
         node_resource_group: where node VMs and scale sets live, as AKS's ``MC_...`` group.
+        clock: the time of both emulators (:class:`~podidentity.testing.ManualClock` to move
+            it by hand on both sides at once).
+        operation_duration: seconds an ARM identity write takes (see
+            :class:`~podidentity.testing.AzureEmulator`; 0 for immediate).
+        propagation_delay: seconds IMDS lags behind a completed write (0 for immediate).
+        throttling: enforce Azure's request limits (the default).
+        cluster_name: names the kubelet identity ``<cluster_name>-agentpool``, as AKS does.
     """
 
     def __init__(
@@ -81,14 +106,28 @@ class Sandbox:
         *,
         tenant_id: str | None = None,
         node_resource_group: str = "MC_podidentity_sandbox_eastus",
+        clock: Clock = system_clock,
+        operation_duration: float = DEFAULT_OPERATION_DURATION,
+        propagation_delay: float = DEFAULT_PROPAGATION_DELAY,
+        throttling: bool = True,
+        cluster_name: str = "sandbox",
     ) -> None:
+        self.clock = clock
         # HTTPS and bearer tokens on the Kubernetes side: Azure AD only trusts an HTTPS issuer,
         # and a sandbox should refuse anonymous callers the way a cluster does.
-        self.kube = KubeEmulator(tls=True)
-        self.azure = AzureEmulator(tenant_id=tenant_id)
+        self.kube = KubeEmulator(tls=True, clock=clock)
+        self.azure = AzureEmulator(
+            tenant_id=tenant_id,
+            clock=clock,
+            operation_duration=operation_duration,
+            propagation_delay=propagation_delay,
+            throttling=throttling,
+        )
         self.node_resource_group = node_resource_group
+        self.cluster_name = cluster_name
         self._nodes: dict[str, SandboxNode] = {}
         self._pool_count = 0
+        self._kubelet_identity: ManagedIdentity | None = None
 
     def __repr__(self) -> str:
         return f"Sandbox(nodes={sorted(self._nodes)!r})"
@@ -134,24 +173,68 @@ class Sandbox:
 
     # -- nodes -------------------------------------------------------------------------------
 
+    @property
+    def kubelet_identity(self) -> ManagedIdentity:
+        """The cluster's kubelet identity (``<cluster_name>-agentpool`` in the node group).
+
+        Created with the first node; every node pool's scale set and every VM node carries it.
+        """
+        if self._kubelet_identity is None:
+            self._kubelet_identity = self.azure.world.add_managed_identity(
+                f"{self.cluster_name}-agentpool", resource_group=self.node_resource_group
+            )
+        return self._kubelet_identity
+
     def add_node_pool(self, name: str = "nodepool1", *, count: int = 2) -> NodePool:
-        """Add an AKS-style pool: scale set ``aks-<name>-<n>-vmss`` and ``count`` Ready nodes."""
+        """Add an AKS-style pool: scale set ``aks-<name>-<n>-vmss`` and ``count`` Ready nodes.
+
+        The scale set starts with the kubelet identity on it, as in AKS.
+        """
         if count < 1:
             raise ValueError(f"a node pool needs at least one node, got count={count}")
         self._pool_count += 1
         prefix = f"aks-{name}-{10_000_000 + self._pool_count}-vmss"
+        kubelet = self.kubelet_identity
         scale_set = self.azure.world.add_vmss(
-            prefix, capacity=count, resource_group=self.node_resource_group
+            prefix, capacity=count, resource_group=self.node_resource_group, identities=[kubelet]
         )
         nodes = tuple(
             self._register(f"{prefix}{index:06d}", scale_set, index) for index in range(count)
         )
-        return NodePool(name=name, scale_set=scale_set, nodes=nodes)
+        return NodePool(name=name, scale_set=scale_set, nodes=nodes, kubelet_identity=kubelet)
 
     def add_vm_node(self, name: str) -> SandboxNode:
-        """Add a node backed by a plain VM of the same name."""
-        vm = self.azure.world.add_vm(name, resource_group=self.node_resource_group)
+        """Add a node backed by a plain VM of the same name (with the kubelet identity)."""
+        vm = self.azure.world.add_vm(
+            name, resource_group=self.node_resource_group, identities=[self.kubelet_identity]
+        )
         return self._register(name, vm, None)
+
+    def check_kubelet_identity(self) -> None:
+        """Fail if any node's VM or scale set lost the kubelet identity.
+
+        Azure lets any caller with write access take it off; the nodes then lose access to
+        the registry and the cluster breaks. Pod identity tests call this after the
+        reconciler ran.
+
+        Raises:
+            AssertionError: naming the machines without it.
+        """
+        if self._kubelet_identity is None:
+            return
+        key = self._kubelet_identity.resource_id.lower()
+        missing = sorted(
+            {
+                node.compute.resource_id
+                for node in self._nodes.values()
+                if key
+                not in self.azure.world.compute(
+                    node.compute.kind, node.compute.name, resource_group=node.compute.resource_group
+                ).user_assigned
+            }
+        )
+        if missing:
+            raise AssertionError(f"the kubelet identity was removed from {', '.join(missing)}")
 
     def _register(self, name: str, compute: ComputeResource, instance: int | None) -> SandboxNode:
         self.kube.cluster.add_node(

@@ -9,7 +9,7 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ManagedIdentityCredential, WorkloadIdentityCredential
 
-from podidentity.testing import Sandbox
+from podidentity.testing import ManualClock, Sandbox
 from podidentity.testing._jwt import unverified_claims
 from podidentity.testing.azure import WORKLOAD_IDENTITY_AUDIENCE
 
@@ -17,8 +17,13 @@ VAULT = "https://vault.azure.net/.default"
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as world:
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(scope="module")
+def sandbox(clock: ManualClock) -> Iterator[Sandbox]:
+    with Sandbox(clock=clock) as world:
         yield world
 
 
@@ -74,11 +79,14 @@ def test_unknown_machines_are_reported_not_guessed(sandbox: Sandbox) -> None:
         sandbox.add_node_pool("empty", count=0)
 
 
-def test_an_identity_on_one_pool_is_not_available_on_another(sandbox: Sandbox) -> None:
+def test_an_identity_on_one_pool_is_not_available_on_another(
+    sandbox: Sandbox, clock: ManualClock
+) -> None:
     granted = sandbox.add_node_pool("granted", count=1)
     other = sandbox.add_node_pool("other", count=1)
     identity = sandbox.azure.world.add_managed_identity("pool-identity")
     sandbox.azure.world.assign_identities(granted.scale_set, [identity])
+    clock.advance(sandbox.azure.imds_service.identity_delay)
     sandbox.kube.create(pod("on-granted", node=granted.nodes[0].name), namespace="default")
     sandbox.kube.create(pod("on-other", node=other.nodes[0].name), namespace="default")
 
@@ -116,8 +124,62 @@ def test_service_account_tokens_federate_to_azure_ad(sandbox: Sandbox, tmp_path:
             try:
                 results[name] = unverified_claims(credential.get_token(VAULT).token)["oid"]
             except ClientAuthenticationError as err:
-                results[name] = "refused: AADSTS70021" if "AADSTS70021" in str(err) else str(err)
-    assert results == {"orders": identity.principal_id, "intruder": "refused: AADSTS70021"}
+                refused = "AADSTS700213" in str(err)
+                results[name] = "refused: AADSTS700213" if refused else str(err)
+    assert results == {"orders": identity.principal_id, "intruder": "refused: AADSTS700213"}
+
+
+def test_every_pool_carries_the_kubelet_identity(sandbox: Sandbox) -> None:
+    pool = sandbox.add_node_pool("kubelet", count=1)
+    kubelet = pool.kubelet_identity
+    assert kubelet == sandbox.kubelet_identity
+    assert kubelet.name == "sandbox-agentpool"
+    assert kubelet.resource_group == sandbox.node_resource_group
+    assert kubelet.resource_id.lower() in pool.scale_set.user_assigned
+    # The nodes use it from the start: IMDS serves it without a propagation window.
+    with sandbox.on_node(pool.nodes[0]):
+        token = ManagedIdentityCredential(client_id=kubelet.client_id).get_token(VAULT)
+    assert unverified_claims(token.token)["oid"] == kubelet.principal_id
+    sandbox.check_kubelet_identity()
+    # Azure does not stop anyone from removing it; the sandbox notices.
+    sandbox.azure.world.unassign_identities(pool.scale_set, [kubelet])
+    try:
+        with pytest.raises(AssertionError, match="kubelet identity was removed"):
+            sandbox.check_kubelet_identity()
+    finally:
+        sandbox.azure.world.assign_identities(pool.scale_set, [kubelet])
+    sandbox.check_kubelet_identity()
+
+
+def test_one_clock_drives_both_emulators(tmp_path: Path) -> None:
+    clock = ManualClock(1_900_000_000)
+    with Sandbox(clock=clock) as world:
+        assert world.kube.clock is clock
+        assert world.azure.world.clock is clock
+        identity = world.azure.world.add_managed_identity("clocked")
+        world.federate(identity, namespace="default", service_account="default")
+        sa_token = world.kube.service_accounts.issue_token(
+            "default", "default", audiences=[WORKLOAD_IDENTITY_AUDIENCE]
+        )
+        assert unverified_claims(sa_token)["iat"] == 1_900_000_000
+        token_file = tmp_path / "token"
+        token_file.write_text(sa_token)
+        credential = WorkloadIdentityCredential(
+            tenant_id=world.azure.tenant_id,
+            client_id=identity.client_id,
+            token_file_path=str(token_file),
+        )
+        with world.azure.patched_environ():
+            access = credential.get_token(VAULT).token
+        assert unverified_claims(access)["iat"] == 1_900_000_000
+        # Moving the one clock expires the service-account token on both sides.
+        clock.advance(2 * 3600)
+        with world.azure.patched_environ(), pytest.raises(ClientAuthenticationError):
+            WorkloadIdentityCredential(
+                tenant_id=world.azure.tenant_id,
+                client_id=identity.client_id,
+                token_file_path=str(token_file),
+            ).get_token(VAULT)
 
 
 async def test_async_context_manager() -> None:

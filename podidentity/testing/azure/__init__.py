@@ -7,14 +7,21 @@ See ``docs/testing-azure.md``.
 
 from __future__ import annotations
 
-from podidentity.testing.azure._arm import ArmService, arm_error_json
-from podidentity.testing.azure._clock import Clock, ManualClock, system_clock
+from podidentity.testing._clock import Clock, ManualClock, system_clock
+from podidentity.testing.azure._arm import (
+    DEFAULT_OPERATION_DURATION,
+    ArmService,
+    arm_error_json,
+    arm_resource_id,
+)
+from podidentity.testing.azure._arm_throttle import ArmLimits
 from podidentity.testing.azure._emulator import AzureEmulator, Endpoint, ImdsEndpoint
 from podidentity.testing.azure._gate import RequestGate
-from podidentity.testing.azure._imds import ImdsService
+from podidentity.testing.azure._imds import DEFAULT_PROPAGATION_DELAY, ImdsService
 from podidentity.testing.azure._imds_cache import TokenCachePolicy
 from podidentity.testing.azure._imds_throttle import ImdsLimits
-from podidentity.testing.azure._keyvault import KeyVaultService
+from podidentity.testing.azure._keyvault import VAULT_RATE_LIMIT, KeyVaultService
+from podidentity.testing.azure._operations import IdentityOperation
 from podidentity.testing.azure._proxy import HostRoutingProxy
 from podidentity.testing.azure._sdk_state import clear_key_vault_challenge_caches
 from podidentity.testing.azure._tokens import IssuedToken
@@ -32,15 +39,18 @@ from podidentity.testing.azure._world import (
 
 __all__ = [
     "ARM_AUDIENCES",
-    "WORKLOAD_IDENTITY_AUDIENCE",
+    "ArmLimits",
     "ArmService",
     "AzureEmulator",
     "AzureWorld",
     "Clock",
     "ComputeResource",
+    "DEFAULT_OPERATION_DURATION",
+    "DEFAULT_PROPAGATION_DELAY",
     "Endpoint",
     "FederatedCredential",
     "HostRoutingProxy",
+    "IdentityOperation",
     "ImdsEndpoint",
     "ImdsLimits",
     "ImdsService",
@@ -53,7 +63,10 @@ __all__ = [
     "ServicePrincipal",
     "SystemIdentity",
     "TokenCachePolicy",
+    "VAULT_RATE_LIMIT",
+    "WORKLOAD_IDENTITY_AUDIENCE",
     "arm_error_json",
+    "arm_resource_id",
     "clear_key_vault_challenge_caches",
     "system_clock",
 ]

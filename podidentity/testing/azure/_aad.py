@@ -425,7 +425,7 @@ class AadService:
         if not by_issuer:
             raise AadError(
                 400,
-                "invalid_request",
+                "invalid_client",
                 700211,
                 f"No matching federated identity record found for presented assertion issuer"
                 f" '{issuer}'. Please note that the matching is done using a case-sensitive"
@@ -434,13 +434,26 @@ class AadService:
             )
         by_subject = [c for c in by_issuer if c.subject == subject]
         if not by_subject:
+            folded = str(subject).casefold()
+            if any(c.subject.casefold() == folded for c in by_issuer):
+                raise AadError(
+                    400,
+                    "invalid_request",
+                    7002138,
+                    f"No matching federated identity record found for presented assertion"
+                    f" subject '{subject}'. A federated identity credential's subject differs"
+                    " from it only in letter case; the comparison is case-sensitive. Check your"
+                    " federated identity credential Subject, Audience and Issuer against the"
+                    " presented assertion.",
+                )
             raise AadError(
                 400,
                 "invalid_request",
-                70021,
-                f"No matching federated identity record found for presented assertion. Assertion"
-                f" Issuer: '{issuer}'. Assertion Subject: '{subject}'. Assertion Audience:"
-                f" '{','.join(audiences)}'.",
+                700213,
+                f"No matching federated identity record found for presented assertion subject"
+                f" '{subject}'. Check your federated identity credential Subject, Audience and"
+                f" Issuer against the presented assertion. Assertion Issuer: '{issuer}'."
+                f" Assertion Audience: '{','.join(audiences)}'.",
             )
         matching = [c for c in by_subject if set(c.audiences) & set(audiences)]
         if not matching:

@@ -1,27 +1,39 @@
 """Azure Resource Manager for VMs and scale sets: the ``identity`` block that MIC reads and writes.
 
-Routes (paths compare case-insensitively, as in ARM; ``api-version`` is required):
+Routes (paths compare case-insensitively, as in ARM; ``api-version`` is required and checked
+against the versions the resource type supports):
 
 - ``GET|PATCH|PUT /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/
   virtualMachines/{vm}`` and ``.../virtualMachineScaleSets/{vmss}``;
 - ``GET .../virtualMachineScaleSets/{vmss}/virtualMachines/{instance}``;
-- ``GET .../providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}``.
+- ``GET .../providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}``;
+- ``GET /subscriptions/{s}/providers/Microsoft.Compute/locations/{loc}/operations/{id}``: the
+  status of a write (``Azure-AsyncOperation``; with ``monitor=true``, the ``Location`` flavour).
 
 Every request needs a bearer token of the tenant for the management audience, and a role
 assignment in the world (:meth:`AzureWorld.grant_role`) that allows the action on the requested
 resource: without one ARM answers ``403 AuthorizationFailed``, before telling whether the resource
 group or the resource exists. A write that adds an identity also needs
 ``Microsoft.ManagedIdentity/userAssignedIdentities/assign/action`` on that identity (``Managed
-Identity Operator``), else ``403 LinkedAuthorizationFailed`` naming it. A write changes
-the :class:`~podidentity.testing.azure._world.AzureWorld`, so IMDS on the VM (or on every
-instance of the scale set) issues tokens for the new identities. Identity semantics follow ARM:
-``userAssignedIdentities`` maps resource IDs to ``{}`` to add or ``null`` to remove; ``type``
-combines ``SystemAssigned`` and ``UserAssigned``; at most 150 identities per request.
+Identity Operator``), else ``403 LinkedAuthorizationFailed`` naming it.
+
+**Writes are long-running operations**, as in Compute: a valid PATCH or PUT answers ``200`` at
+once with the requested model and ``provisioningState: Updating``, plus ``Azure-AsyncOperation``,
+``Location`` and ``Retry-After`` headers; the change reaches the world (and so IMDS) only when
+the operation completes, :attr:`ArmService.operation_duration` seconds of the world clock later.
+A write on a machine whose previous write is still in progress fails ``409 Conflict`` (or, with
+``overlap = "preempt"``, cancels the older one, which ends ``OperationPreempted``).
+
+Identity semantics follow ARM: ``userAssignedIdentities`` maps resource IDs to ``{}`` to add or
+``null`` to remove; ``type`` combines ``SystemAssigned`` and ``UserAssigned``; at most 150
+identities per request; ``MissingIdentityIds``, ``InvalidIdentityValues``, ``InvalidParameter``
+and ``LocationRequired`` as ARM answers them. Identity resource IDs in answers and error
+messages spell the resource-group segment ``resourcegroups``, as Azure often does.
 
 Errors are ARM's ``{"error": {"code", "message"}}``, including ``LinkedAuthorizationFailed`` and
 ``FailedIdentityOperation``, which tests can inject for chosen identities
 (:meth:`ArmService.fail_identity`); every answer carries ``x-ms-request-id`` and the
-``x-ms-ratelimit-remaining-subscription-*`` headers.
+``x-ms-ratelimit-remaining-*`` headers of the limits in :mod:`._arm_throttle`.
 """
 
 from __future__ import annotations
@@ -29,12 +41,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import re
 import threading
+import uuid
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 from podidentity.testing._jwt import InvalidToken, unverified_claims
+from podidentity.testing.azure._arm_throttle import ArmLimits, ArmThrottle
 from podidentity.testing.azure._http import (
     ASGIApp,
     Receive,
@@ -42,9 +57,11 @@ from podidentity.testing.azure._http import (
     Scope,
     Send,
     new_request_id,
+    read_body,
     read_request,
     send_json,
 )
+from podidentity.testing.azure._operations import IdentityOperation, OperationInFlight
 from podidentity.testing.azure._roles import ASSIGN_IDENTITY_ACTION
 from podidentity.testing.azure._tokens import TokenIssuer
 from podidentity.testing.azure._world import (
@@ -56,12 +73,16 @@ from podidentity.testing.azure._world import (
 )
 
 __all__ = [
+    "COMPUTE_API_VERSIONS",
+    "DEFAULT_OPERATION_DURATION",
+    "IDENTITY_API_VERSIONS",
     "IDENTITY_ERROR_CODES",
     "MAX_IDENTITIES_PER_REQUEST",
     "ArmError",
     "ArmService",
     "arm_error_body",
     "arm_error_json",
+    "arm_resource_id",
     "with_arm_headers",
 ]
 
@@ -95,21 +116,81 @@ _STATUS_CODES = {
     503: "ServiceUnavailable",
     504: "GatewayTimeout",
 }
-_READS_PER_HOUR = 12000
-_WRITES_PER_HOUR = 1200
+#: Seconds (world clock) an identity write on a VM or scale set takes by default.
+DEFAULT_OPERATION_DURATION = 2.0
+#: The api-versions Microsoft.Compute serves virtualMachines and virtualMachineScaleSets with.
+COMPUTE_API_VERSIONS = (
+    "2015-05-01-preview",
+    "2015-06-15",
+    "2016-03-30",
+    "2016-04-30-preview",
+    "2017-03-30",
+    "2017-12-01",
+    "2018-04-01",
+    "2018-06-01",
+    "2018-10-01",
+    "2019-03-01",
+    "2019-07-01",
+    "2019-12-01",
+    "2020-06-01",
+    "2020-12-01",
+    "2021-03-01",
+    "2021-04-01",
+    "2021-07-01",
+    "2021-11-01",
+    "2022-03-01",
+    "2022-08-01",
+    "2022-11-01",
+    "2023-03-01",
+    "2023-07-01",
+    "2023-09-01",
+    "2024-03-01",
+    "2024-07-01",
+    "2024-11-01",
+    "2025-04-01",
+)
+#: The api-versions Microsoft.ManagedIdentity serves userAssignedIdentities with.
+IDENTITY_API_VERSIONS = (
+    "2015-08-31-preview",
+    "2018-11-30",
+    "2021-09-30-preview",
+    "2022-01-31-preview",
+    "2023-01-31",
+    "2023-07-31-preview",
+    "2024-11-30",
+    "2025-01-31-preview",
+)
+_API_VERSION_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+_OPERATION_PATH = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Compute/locations/(?P<location>[^/]+)"
+    r"/operations/(?P<id>[^/]+)/?$",
+    re.IGNORECASE,
+)
+_RESOURCE_GROUPS = re.compile(r"/resourceGroups/", re.IGNORECASE)
+_CONFLICT_MESSAGE = (
+    "The request failed due to conflict with a concurrent request. To resolve it, please refer"
+    " to https://aka.ms/activitylog to get more details on the conflicting requests."
+)
 
 
 class ArmError(Exception):
     """An ARM error answer."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+        self.details = details
 
 
 def arm_error_json(code: str, message: str) -> bytes:
@@ -127,6 +208,33 @@ def arm_error_body(status: int, message: str) -> tuple[bytes, str]:
     return arm_error_json(_STATUS_CODES.get(status, "BadRequest"), message), "application/json"
 
 
+def arm_resource_id(resource_id: str) -> str:
+    """A resource ID spelled as Azure often writes it in answers: ``/resourcegroups/``.
+
+    Clients must compare resource IDs case-insensitively; the emulator answers in this
+    spelling so a client that compares exact strings fails here as it would in Azure.
+    """
+    return _RESOURCE_GROUPS.sub("/resourcegroups/", resource_id)
+
+
+def _check_api_version(version: str, supported: tuple[str, ...], kind: str, location: str) -> None:
+    listed = ", ".join(reversed(supported))
+    if not _API_VERSION_SHAPE.match(version):
+        raise ArmError(
+            400,
+            "InvalidApiVersionParameter",
+            f"The api-version '{version}' is invalid. The supported versions are '{listed}'.",
+        )
+    if version not in supported:
+        raise ArmError(
+            400,
+            "NoRegisteredProviderFound",
+            f"No registered resource provider found for location '{location}' and API version"
+            f" '{version}' for type '{kind}'. The supported api-versions are '{listed}'. The"
+            f" supported locations are '{location}'.",
+        )
+
+
 def _action(method: str, compute: re.Match[str] | None, identity: re.Match[str] | None) -> str:
     """The RBAC action a request needs (``Microsoft.Compute/virtualMachines/write``, ...)."""
     verb = "read" if method == "GET" else "write"
@@ -142,20 +250,66 @@ def _kind_name(kind: str) -> ComputeKind:
     return "virtualMachines" if kind.lower() == "virtualmachines" else "virtualMachineScaleSets"
 
 
+Overlap = Literal["conflict", "preempt"]
+
+
 class ArmService:
-    """ARM over the world's VMs, scale sets and managed identities."""
+    """ARM over the world's VMs, scale sets and managed identities.
+
+    Attributes:
+        operation_duration: seconds (world clock) an identity write takes to complete
+            (:data:`DEFAULT_OPERATION_DURATION`, 2 s, by default; 0 completes it before the
+            answer is sent, the answer then saying ``Succeeded``).
+        overlap: what a write on a machine with a write still in progress gets: ``"conflict"``
+            (the default) ``409 Conflict``; ``"preempt"``: it is accepted and the older
+            operation ends ``Canceled`` with ``OperationPreempted``.
+        limits: ARM's and Compute's request limits (:class:`ArmLimits` by default); ``None``
+            turns throttling off.
+    """
 
     def __init__(self, world: AzureWorld, issuer: TokenIssuer) -> None:
         self.world = world
         self.issuer = issuer
+        self.operation_duration = DEFAULT_OPERATION_DURATION
+        self.overlap: Overlap = "conflict"
+        self.limits: ArmLimits | None = ArmLimits()
         self._lock = threading.Lock()
         self._identity_failures: dict[str, str] = {}
         self._denied: set[str] = set()
+        self._operation_failures: list[tuple[str, str]] = []
+        self._throttle: ArmThrottle | None = None
 
     def __repr__(self) -> str:
-        return f"ArmService(tenant_id={self.world.tenant_id!r})"
+        return (
+            f"ArmService(tenant_id={self.world.tenant_id!r},"
+            f" operation_duration={self.operation_duration}, overlap={self.overlap!r},"
+            f" limits={'on' if self.limits else 'off'})"
+        )
+
+    def throttle(self) -> ArmThrottle | None:
+        """The counters of the current :attr:`limits` (``None`` when throttling is off)."""
+        limits = self.limits
+        if limits is None:
+            return None
+        with self._lock:
+            if self._throttle is None or self._throttle.limits is not limits:
+                self._throttle = ArmThrottle(limits, self.world.clock)
+            return self._throttle
 
     # -- test controls -----------------------------------------------------------------------
+
+    def fail_next_operation(
+        self,
+        code: str = "InternalExecutionError",
+        message: str = "An internal execution error occurred. Please retry later.",
+    ) -> None:
+        """Make the next accepted identity write end ``Failed`` with ``code`` when it is due.
+
+        The request itself is accepted (``200``, ``Updating``); polling its operation gives
+        ``InProgress``, then ``Failed`` with this error, and the change is not applied.
+        """
+        with self._lock:
+            self._operation_failures.append((code, message))
 
     def fail_identity(
         self, identity: ManagedIdentity | str, code: str = "LinkedAuthorizationFailed"
@@ -192,17 +346,22 @@ class ArmService:
         if scope["type"] != "http":
             return
         request = await read_request(scope, receive)
+        headers: dict[str, str] = {}
         try:
-            status, payload = self._dispatch(request)
-            headers: dict[str, str] = {}
+            status, payload = self._dispatch(request, headers)
         except ArmError as err:
             logger.info("ARM refused %s %s: %s", request.method, request.path, err.code)
             status = err.status
-            payload = {"error": {"code": err.code, "message": err.message}}
-            headers = err.headers
+            error: dict[str, Any] = {"code": err.code, "message": err.message}
+            if err.details:
+                error["details"] = err.details
+            payload = {"error": error}
+            headers.update(err.headers)
         await send_json(send, status, payload, headers=headers)
 
-    def _dispatch(self, request: Request) -> tuple[int, Any]:
+    def _dispatch(self, request: Request, headers: dict[str, str]) -> tuple[int, Any]:
+        if match := _OPERATION_PATH.match(request.path):
+            return self._operation_status(request, match, headers)
         compute_match = _COMPUTE_PATH.match(request.path)
         identity_match = _IDENTITY_PATH.match(request.path)
         if compute_match is None and identity_match is None:
@@ -225,6 +384,21 @@ class ArmService:
             raise ArmError(
                 404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found."
             )
+        if identity_match is not None:
+            _check_api_version(
+                request.query["api-version"],
+                IDENTITY_API_VERSIONS,
+                "userAssignedIdentities",
+                "eastus",
+            )
+        else:
+            assert compute_match is not None
+            kind_name = _kind_name(compute_match["kind"])
+            if compute_match["instance"] is not None:
+                kind_name = "virtualMachineScaleSets/virtualMachines"  # type: ignore[assignment]
+            _check_api_version(
+                request.query["api-version"], COMPUTE_API_VERSIONS, kind_name, "eastus"
+            )
         self._authorize(claims, _action(request.method, compute_match, identity_match), match)
         if not self.world.has_resource_group(sub, group):
             raise ArmError(
@@ -243,16 +417,115 @@ class ArmService:
                 f" group '{group}' was not found. For more details please go to"
                 " https://aka.ms/ARMResourceNotFoundFix",
             )
+        write = request.method in ("PATCH", "PUT")
+        self._count_compute(sub, kind if write else "get", headers)
         if compute_match["instance"] is not None:
             if request.method != "GET" or kind != "virtualMachineScaleSets":
                 raise ArmError(405, "MethodNotAllowed", "Only GET is emulated for instances.")
             return 200, self._instance_document(compute, compute_match["instance"])
         if request.method == "GET":
-            return 200, self._document(compute)
-        if request.method in ("PATCH", "PUT"):
-            updated = self._write(request, compute, claims, replace=request.method == "PUT")
-            return 200, self._document(updated)
+            return 200, self._document(compute, self.world.pending_identity_operation(compute))
+        if write:
+            return self._write(request, compute, claims, headers, replace=request.method == "PUT")
         raise ArmError(405, "MethodNotAllowed", f"The method {request.method} is not emulated.")
+
+    def _resource_after(self, operation: IdentityOperation) -> dict[str, Any] | None:
+        parts = operation.resource_id.split("/")
+        kind = _kind_name(parts[7])
+        compute = self.world.lookup_compute(kind, parts[2], parts[4], parts[8])
+        if compute is None:
+            return None
+        return self._document(compute, self.world.pending_identity_operation(compute))
+
+    # -- throttling --------------------------------------------------------------------------
+
+    def _count_compute(self, subscription: str, group: str, headers: dict[str, str]) -> None:
+        """Count a request against Compute's operation groups; 429 when one is used up."""
+        throttle = self.throttle()
+        if throttle is None:
+            return
+        windows = throttle.compute_groups(subscription, group)
+        for name, window in windows:
+            wait = window.acquire()
+            if wait is not None:
+                details = json.dumps(
+                    {
+                        "operationGroup": name,
+                        "startTime": _iso(self.world.clock() - window.limit.per_seconds),
+                        "endTime": _iso(self.world.clock()),
+                        "allowedRequestCount": window.limit.requests,
+                        "measuredRequestCount": window.limit.requests + 1,
+                    }
+                )
+                raise ArmError(
+                    429,
+                    "OperationNotAllowed",
+                    "The server rejected the request because too many requests have been"
+                    " received for this subscription.",
+                    headers={"Retry-After": str(math.ceil(wait)), **_remaining(windows)},
+                    details=[{"code": "TooManyRequests", "target": name, "message": details}],
+                )
+        headers.update(_remaining(windows))
+
+    # -- long-running operations -------------------------------------------------------------
+
+    def _operation_urls(self, operation: IdentityOperation, api_version: str) -> dict[str, str]:
+        sub = operation.resource_id.split("/")[2]
+        base = (
+            f"https://management.azure.com/subscriptions/{sub}/providers/Microsoft.Compute"
+            f"/locations/{operation.location}/operations/{operation.operation_id}"
+            f"?p={uuid.uuid5(uuid.NAMESPACE_URL, operation.operation_id)}&api-version={api_version}"
+        )
+        return {"Azure-AsyncOperation": base, "Location": base + "&monitor=true"}
+
+    def _retry_after(self, operation: IdentityOperation) -> str:
+        left = operation.due - self.world.clock()
+        return str(max(1, math.ceil(left)))
+
+    def _operation_status(
+        self, request: Request, match: re.Match[str], headers: dict[str, str]
+    ) -> tuple[int, Any]:
+        if request.method != "GET":
+            raise ArmError(405, "MethodNotAllowed", "Operation status is read with GET.")
+        if not request.query.get("api-version"):
+            raise ArmError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        # Any principal of the tenant may poll: ARM does not check RBAC on operation status.
+        self._authenticate(request)
+        operation = self.world.identity_operation(match["id"])
+        if operation is None or not operation.resource_id.lower().startswith(
+            f"/subscriptions/{match['sub'].lower()}/"
+        ):
+            raise ArmError(
+                404,
+                "NotFound",
+                f"The operation '{match['id']}' could not be found.",
+            )
+        monitor = request.query.get("monitor", "").lower() == "true"
+        if not operation.done:
+            headers["Retry-After"] = self._retry_after(operation)
+            if monitor:
+                headers["Location"] = self._operation_urls(operation, request.query["api-version"])[
+                    "Location"
+                ]
+                return 202, None
+        if monitor:
+            # Done: the monitor URL answers with the resource, as a final GET would.
+            return 200, self._resource_after(operation)
+        body: dict[str, Any] = {
+            "startTime": _iso(operation.started),
+            "status": operation.status,
+            "name": operation.operation_id,
+        }
+        if operation.ended is not None:
+            body["endTime"] = _iso(operation.ended)
+        if operation.error is not None:
+            code, message = operation.error
+            body["error"] = {"code": code, "message": message}
+        return 200, body
 
     # -- authentication and authorization ----------------------------------------------------
 
@@ -319,9 +592,10 @@ class ArmService:
         request: Request,
         compute: ComputeResource,
         claims: Mapping[str, Any],
+        headers: dict[str, str],
         *,
         replace: bool,
-    ) -> ComputeResource:
+    ) -> tuple[int, Any]:
         try:
             body = request.json()
         except ValueError as err:
@@ -332,18 +606,30 @@ class ArmService:
             ) from err
         if not isinstance(body, dict):
             raise ArmError(400, "InvalidRequestContent", "The request content must be an object.")
+        if replace and not body.get("location"):
+            raise ArmError(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
         identity = body.get("identity")
-        if identity is None:
-            return compute
-        if not isinstance(identity, dict):
+        if identity is not None and not isinstance(identity, dict):
             raise ArmError(400, "InvalidParameter", "The value of parameter 'identity' is invalid.")
+        identity = identity or {}
         system, user_enabled = self._identity_type(identity.get("type"), compute)
-        changes = identity.get("userAssignedIdentities") or {}
-        if not isinstance(changes, dict):
+        changes = identity.get("userAssignedIdentities")
+        if changes is not None and not isinstance(changes, dict):
             raise ArmError(
                 400,
                 "InvalidParameter",
                 "The value of parameter 'identity.userAssignedIdentities' is invalid.",
+            )
+        changes = changes or {}
+        if changes and not user_enabled:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"Parameter 'identity.userAssignedIdentities' is not allowed when"
+                f" 'identity.type' is '{identity.get('type')}'; set 'identity.type' to"
+                " 'UserAssigned' or 'SystemAssigned, UserAssigned', or leave the identities out.",
             )
         if len(changes) > MAX_IDENTITIES_PER_REQUEST:
             raise _identity_operation_failed(
@@ -354,24 +640,39 @@ class ArmService:
             )
         self._check_linked_authorization(compute, claims, changes)
         self._check_injected_failures(compute, changes)
+        added = self._identities_to_add(changes, compute=compute)
         removed = {str(resource_id).lower() for resource_id, v in changes.items() if v is None}
-        added = self._identities_to_add(changes, user_enabled=user_enabled, compute=compute)
-        # The merge reads the live identity block under the world's lock: a change made while
-        # this request was validated (a test thread, another write) is kept, not overwritten by
-        # the copy read at the start of the request.
+        # The merge reads the live model under the world's lock: a change made while this
+        # request was validated (a test thread, another write) is kept, not overwritten.
         with self.world.atomically():
             live = self.world.lookup_compute(
                 compute.kind, compute.subscription_id, compute.resource_group, compute.name
             )
             if live is None:
                 raise ArmError(404, "ResourceNotFound", f"{compute.resource_id} was deleted.")
+            pending = self.world.pending_identity_operation(live)
+            if pending is not None and self.overlap == "conflict":
+                raise ArmError(409, "Conflict", _CONFLICT_MESSAGE)
+            # The model a write applies to: the goal of an operation still in progress.
+            goal_system = pending.system_assigned if pending else live.system_identity is not None
+            goal_user = dict(pending.user_assigned) if pending else dict(live.user_assigned)
+            self._check_values(live, goal_user, changes)
             if identity.get("type") is None:
-                system = live.system_identity is not None
-            current = {} if replace else dict(live.user_assigned) if user_enabled else {}
+                system = goal_system
+            if replace or not user_enabled:
+                current: dict[str, ManagedIdentity] = {}
+            else:
+                current = goal_user
             for key in removed:
                 current.pop(key, None)
             current.update(added)
             self._check_no_dangling_identities(live, current, added)
+            if user_enabled and not current and "type" in identity:
+                raise ArmError(
+                    400,
+                    "MissingIdentityIds",
+                    "The identity ids must not be null or empty for 'UserAssigned' identity type.",
+                )
             if len(current) > MAX_IDENTITIES_PER_REQUEST:
                 raise _identity_operation_failed(
                     live,
@@ -379,37 +680,80 @@ class ArmService:
                     f"User Assigned Identities Number '{len(current)}' Assign exceed limit"
                     f" '{MAX_IDENTITIES_PER_REQUEST}' in one request.",
                 )
-            updated = self.world.update_identity(
-                live, system_assigned=system, user_assigned=current
+            with self._lock:
+                fail_with = self._operation_failures.pop(0) if self._operation_failures else None
+            try:
+                operation = self.world.start_identity_operation(
+                    live,
+                    operation_id=str(uuid.uuid4()),
+                    system_assigned=system,
+                    user_assigned=current,
+                    duration=self.operation_duration,
+                    preempt=self.overlap == "preempt",
+                    fail_with=fail_with,
+                )
+            except OperationInFlight as err:  # pragma: no cover - checked above under the lock
+                raise ArmError(409, "Conflict", _CONFLICT_MESSAGE) from err
+            settled = self.world.lookup_compute(
+                live.kind, live.subscription_id, live.resource_group, live.name
             )
+            assert settled is not None  # held under the world's lock
         logger.info(
-            "ARM set identities of %s to %s (%d user-assigned)",
-            updated.resource_id,
-            updated.identity_type,
-            len(updated.user_assigned),
+            "ARM accepted a write of the identities of %s (operation %s, %d user-assigned, due"
+            " in %.1f s)",
+            live.resource_id,
+            operation.operation_id,
+            len(current),
+            self.operation_duration,
         )
-        return updated
+        headers.update(self._operation_urls(operation, request.query["api-version"]))
+        if not operation.done:
+            headers["Retry-After"] = self._retry_after(operation)
+            return 200, self._document(settled, operation)
+        return 200, self._document(settled, None)
+
+    def _check_values(
+        self,
+        compute: ComputeResource,
+        current: Mapping[str, ManagedIdentity],
+        changes: Mapping[str, Any],
+    ) -> None:
+        """Values are ``{}``, ``null`` or the identity's current property echoed back."""
+        invalid = []
+        for resource_id, value in changes.items():
+            if value is None or value == {}:
+                continue
+            held = current.get(str(resource_id).lower())
+            echoed = held is not None and value == {
+                "principalId": held.principal_id,
+                "clientId": held.client_id,
+            }
+            if not echoed:
+                invalid.append(arm_resource_id(str(resource_id)))
+        if invalid:
+            raise ArmError(
+                400,
+                "InvalidIdentityValues",
+                f"Invalid value for the identities '{', '.join(invalid)}'. The"
+                " 'UserAssignedIdentities' property keys should only be empty json objects, null"
+                " or the resource existing property.",
+            )
 
     def _identities_to_add(
-        self, changes: Mapping[str, Any], *, user_enabled: bool, compute: ComputeResource
+        self, changes: Mapping[str, Any], *, compute: ComputeResource
     ) -> dict[str, ManagedIdentity]:
         """The identities a write adds, by lower-cased resource ID; each must exist."""
         added: dict[str, ManagedIdentity] = {}
         for resource_id, value in changes.items():
             if value is None:
                 continue
-            if not user_enabled:
-                raise ArmError(
-                    400,
-                    "InvalidParameter",
-                    "userAssignedIdentities may only be given when identity.type includes"
-                    " UserAssigned.",
-                )
             key = str(resource_id).lower()
             found = self.world.managed_identity(key)
             if found is None or found.resource_id.lower() != key:
                 raise _identity_operation_failed(
-                    compute, "NotFound", f"Resource '{resource_id}' was not found."
+                    compute,
+                    "NotFound",
+                    f"Resource '{arm_resource_id(str(resource_id))}' was not found.",
                 )
             added[key] = found
         return added
@@ -429,7 +773,9 @@ class ArmService:
         for key, identity in kept.items():
             if key not in added and self.world.managed_identity(key) is None:
                 raise _identity_operation_failed(
-                    compute, "NotFound", f"Resource '{identity.resource_id}' was not found."
+                    compute,
+                    "NotFound",
+                    f"Resource '{arm_resource_id(identity.resource_id)}' was not found.",
                 )
 
     @staticmethod
@@ -480,7 +826,8 @@ class ArmService:
                 f"The client '{claims.get('appid')}' with object id '{oid}' has permission to"
                 f" perform action 'Microsoft.Compute/{compute.kind}/write' on scope"
                 f" '{compute.resource_id}'; however, it does not have permission to perform action"
-                f" '{ASSIGN_IDENTITY_ACTION}' on the linked scope(s) '{','.join(refused)}' or the"
+                f" '{ASSIGN_IDENTITY_ACTION}' on the linked scope(s)"
+                f" '{','.join(arm_resource_id(r) for r in refused)}' or the"
                 " linked scope(s) are invalid.",
             )
 
@@ -498,29 +845,39 @@ class ArmService:
             raise _identity_operation_failed(
                 compute,
                 "BadRequest",
-                f"Identity operation failed for identities '{', '.join(failing)}'.",
+                "Identity operation failed for identities"
+                f" '{', '.join(arm_resource_id(r) for r in failing)}'.",
             )
 
     # -- documents ---------------------------------------------------------------------------
 
-    def _identity_block(self, compute: ComputeResource) -> dict[str, Any] | None:
-        if compute.identity_type == "None":
+    def _identity_block(
+        self, compute: ComputeResource, goal: IdentityOperation | None = None
+    ) -> dict[str, Any] | None:
+        system = compute.system_identity is not None if goal is None else goal.system_assigned
+        user = compute.user_assigned if goal is None else goal.user_assigned
+        if not system and not user:
             return None
-        block: dict[str, Any] = {"type": compute.identity_type}
-        if compute.system_identity is not None:
+        kinds = [k for k, on in (("SystemAssigned", system), ("UserAssigned", bool(user))) if on]
+        block: dict[str, Any] = {"type": ", ".join(kinds)}
+        if system and compute.system_identity is not None:
             block["principalId"] = compute.system_identity.principal_id
             block["tenantId"] = self.world.tenant_id
-        if compute.user_assigned:
+        if user:
             block["userAssignedIdentities"] = {
-                identity.resource_id: {
+                arm_resource_id(identity.resource_id): {
                     "principalId": identity.principal_id,
                     "clientId": identity.client_id,
                 }
-                for identity in compute.user_assigned.values()
+                for identity in user.values()
             }
         return block
 
-    def _document(self, compute: ComputeResource) -> dict[str, Any]:
+    def _document(
+        self, compute: ComputeResource, goal: IdentityOperation | None = None
+    ) -> dict[str, Any]:
+        """The resource as ARM shows it: the goal model while a write is in progress."""
+        state = "Succeeded" if goal is None else "Updating"
         doc: dict[str, Any] = {
             "name": compute.name,
             "id": compute.resource_id,
@@ -528,7 +885,7 @@ class ArmService:
             "location": compute.location,
             "tags": {},
         }
-        identity = self._identity_block(compute)
+        identity = self._identity_block(compute, goal)
         if identity is not None:
             doc["identity"] = identity
         if compute.kind == "virtualMachines":
@@ -536,7 +893,7 @@ class ArmService:
                 "vmId": compute.unique_id,
                 "hardwareProfile": {"vmSize": "Standard_D2s_v3"},
                 "osProfile": {"computerName": compute.name, "adminUsername": "azureuser"},
-                "provisioningState": "Succeeded",
+                "provisioningState": state,
             }
         else:
             doc["sku"] = {
@@ -548,7 +905,7 @@ class ArmService:
                 "uniqueId": compute.unique_id,
                 "singlePlacementGroup": True,
                 "upgradePolicy": {"mode": "Manual"},
-                "provisioningState": "Succeeded",
+                "provisioningState": state,
                 "overprovision": False,
             }
         return doc
@@ -621,9 +978,22 @@ def _identity_operation_failed(compute: ComputeResource, status: str, message: s
     return ArmError(
         400,
         "FailedIdentityOperation",
-        f"Identity operation for resource '{compute.resource_id}' failed with error 'Failed to"
+        f"Identity operation for resource '{arm_resource_id(compute.resource_id)}' failed with"
+        " error 'Failed to"
         f" perform resource identity operation. Status: '{status}'. Response: '{inner}'.'.",
     )
+
+
+def _iso(epoch: float) -> str:
+    """ARM's timestamps: ISO 8601 with seven fractional digits and a zone."""
+    moment = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0+00:00"
+
+
+def _remaining(windows: list[tuple[str, Any]]) -> dict[str, str]:
+    """``x-ms-ratelimit-remaining-resource``: what is left of each Compute operation group."""
+    value = ",".join(f"Microsoft.Compute/{name};{window.remaining}" for name, window in windows)
+    return {"x-ms-ratelimit-remaining-resource": value} if value else {}
 
 
 def _utc(epoch: Any) -> str:
@@ -631,38 +1001,57 @@ def _utc(epoch: Any) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%m/%d/%Y %H:%M:%S")
 
 
-def with_arm_headers(app: ASGIApp) -> ASGIApp:
-    """Add ARM's request IDs and rate-limit headers to every answer, injected faults included.
+_SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)", re.IGNORECASE)
 
-    The remaining-requests counters go down with each request (per hour, never reset within a
-    test) and read 0 on a 429, which is what clients that honour them look at.
+
+def with_arm_headers(app: ASGIApp, service: ArmService | None = None) -> ASGIApp:
+    """ARM's front door around a service: request IDs, subscription budgets, their headers.
+
+    Every answer, injected faults included, carries ``x-ms-request-id`` and, for a request
+    under a subscription, ``x-ms-ratelimit-remaining-subscription-reads`` (GET, HEAD) or
+    ``-writes`` (the rest), counted by ``service``'s throttle. A request beyond the budget is
+    answered here, before the service sees it: ``429 SubscriptionRequestsThrottled`` with
+    ``Retry-After``.
     """
-    lock = threading.Lock()
-    remaining = {"reads": _READS_PER_HOUR, "writes": _WRITES_PER_HOUR}
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        bucket = "reads" if scope["method"] in ("GET", "HEAD") else "writes"
-        with lock:
-            remaining[bucket] = max(remaining[bucket] - 1, 0)
-            left = remaining[bucket]
         request_id = new_request_id()
+        extra = [
+            (b"x-ms-request-id", request_id.encode()),
+            (b"x-ms-correlation-request-id", request_id.encode()),
+        ]
+        write = scope["method"] not in ("GET", "HEAD")
+        throttle = service.throttle() if service is not None else None
+        match = _SUBSCRIPTION.match(scope["path"])
+        if throttle is not None and match is not None:
+            bucket, window = throttle.subscription(match["sub"], write=write)
+            wait = window.acquire()
+            header = f"x-ms-ratelimit-remaining-subscription-{bucket}".encode()
+            extra.append((header, str(window.remaining).encode()))
+            if wait is not None:
+                kind = "write" if write else "read"
+                await read_body(receive)
+                payload = {
+                    "error": {
+                        "code": "SubscriptionRequestsThrottled",
+                        "message": f"Number of '{kind}' requests for subscription"
+                        f" '{match['sub']}' exceeded. Please try again after"
+                        f" '{math.ceil(wait)}' seconds after additional tokens are available."
+                        " Refer to https://aka.ms/arm-throttling",
+                    }
+                }
+                headers = {k.decode(): v.decode() for k, v in extra}
+                headers["Retry-After"] = str(math.ceil(wait))
+                await send_json(send, 429, payload, headers=headers)
+                return
 
         async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                value = 0 if message["status"] == 429 else left
                 message = dict(message)
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-ms-request-id", request_id.encode()),
-                    (b"x-ms-correlation-request-id", request_id.encode()),
-                    (
-                        f"x-ms-ratelimit-remaining-subscription-{bucket}".encode(),
-                        str(value).encode(),
-                    ),
-                ]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         await app(scope, receive, send_with_headers)

@@ -28,15 +28,27 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from podidentity.testing._clock import Clock, system_clock
 from podidentity.testing._faults import FaultInjector, RequestLog, with_faults
 from podidentity.testing._pki import CertificateAuthority
 from podidentity.testing._server import RunningServer, ServerThread, TLSFiles
 from podidentity.testing.azure._aad import AadService, aad_error_body
-from podidentity.testing.azure._arm import ArmService, arm_error_body, with_arm_headers
-from podidentity.testing.azure._clock import Clock, system_clock
+from podidentity.testing.azure._arm import (
+    DEFAULT_OPERATION_DURATION,
+    ArmService,
+    arm_error_body,
+    with_arm_headers,
+)
+from podidentity.testing.azure._arm_throttle import ArmLimits
 from podidentity.testing.azure._federation import OidcKeys
-from podidentity.testing.azure._imds import ImdsNode, ImdsService, imds_error_body
-from podidentity.testing.azure._keyvault import KeyVaultService
+from podidentity.testing.azure._imds import (
+    DEFAULT_PROPAGATION_DELAY,
+    ImdsNode,
+    ImdsService,
+    imds_error_body,
+)
+from podidentity.testing.azure._imds_throttle import ImdsLimits
+from podidentity.testing.azure._keyvault import VAULT_RATE_LIMIT, KeyVaultService
 from podidentity.testing.azure._proxy import HostRoutingProxy
 from podidentity.testing.azure._sdk_state import clear_key_vault_challenge_caches
 from podidentity.testing.azure._tokens import IssuedToken, TokenIssuer
@@ -130,21 +142,50 @@ class AzureEmulator:
                     "https://management.azure.com/.default"
                 )
 
+    The emulator is as slow and as strict as Azure by default: ARM writes complete
+    ``operation_duration`` seconds after they are accepted, IMDS follows an assignment or a
+    removal ``propagation_delay`` seconds after that, and IMDS, ARM and Key Vault throttle at
+    their documented limits. Tests move a :class:`~podidentity.testing.ManualClock` rather than
+    sleep, or pass ``operation_duration=0, propagation_delay=0, throttling=False``.
+
     Args:
         tenant_id: the tenant's ID (generated when omitted).
         clock: the world's time; pass a :class:`~podidentity.testing.azure.ManualClock` to make
             tokens expire or assignments propagate without sleeping.
+        operation_duration: seconds (world clock) an ARM identity write takes
+            (:attr:`ArmService.operation_duration`; 2 s by default, 0 for immediate).
+        propagation_delay: seconds (world clock) IMDS lags behind a completed assignment or
+            removal (:attr:`ImdsService.identity_delay`; 5 s by default, 0 for immediate).
+        throttling: enforce IMDS's, ARM's and Key Vault's request limits (the default);
+            ``False`` lifts all three.
     """
 
-    def __init__(self, *, tenant_id: str | None = None, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        *,
+        tenant_id: str | None = None,
+        clock: Clock = system_clock,
+        operation_duration: float = DEFAULT_OPERATION_DURATION,
+        propagation_delay: float = DEFAULT_PROPAGATION_DELAY,
+        throttling: bool = True,
+    ) -> None:
+        if operation_duration < 0 or propagation_delay < 0:
+            raise ValueError("operation_duration and propagation_delay cannot be negative")
+        self.clock = clock
         self.ca = CertificateAuthority("podidentity Azure emulator CA")
         self.world = AzureWorld(tenant_id=tenant_id, ca=self.ca, clock=clock)
         self.issuer = TokenIssuer(self.world.tenant_id, clock)
         self.oidc = OidcKeys()
         self.imds_service = ImdsService(self.world, self.issuer)
+        self.imds_service.identity_delay = propagation_delay
+        #: ARM (its :class:`ArmService`), configurable before :meth:`start`.
+        self.arm_service = ArmService(self.world, self.issuer)
+        self.arm_service.operation_duration = operation_duration
         self.keyvault = KeyVaultService(
             self.world.tenant_id, self.verify_access_token, clock=clock, ca=self.ca
         )
+        if not throttling:
+            self.set_throttling(False)
         self.proxy = HostRoutingProxy()
         self._server = ServerThread("podidentity-azure")
         self._lock = threading.Lock()
@@ -158,6 +199,17 @@ class AzureEmulator:
     def __repr__(self) -> str:
         state = "running" if self._aad is not None else "stopped"
         return f"AzureEmulator(tenant_id={self.tenant_id!r}, {state})"
+
+    def set_throttling(self, enabled: bool) -> None:
+        """Enforce (the default) or lift IMDS's, ARM's and Key Vault's documented limits.
+
+        Enabling restores the default limits (:class:`ImdsLimits`, :class:`ArmLimits`,
+        :data:`~podidentity.testing.azure._keyvault.VAULT_RATE_LIMIT`); set a service's own
+        ``limits`` / ``rate_limit`` for other figures.
+        """
+        self.imds_service.limits = ImdsLimits() if enabled else None
+        self.arm_service.limits = ArmLimits() if enabled else None
+        self.keyvault.rate_limit = VAULT_RATE_LIMIT if enabled else None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -183,7 +235,7 @@ class AzureEmulator:
                 [AUTHORITY_HOST, *_AUTHORITY_ALIASES],
                 directory,
             )
-            arm_service = ArmService(self.world, self.issuer)
+            arm_service = self.arm_service
             self._arm = self._serve(
                 "arm",
                 ARM_HOST,
@@ -192,7 +244,7 @@ class AzureEmulator:
                 arm_error_body,
                 [ARM_HOST],
                 directory,
-                outer=with_arm_headers,
+                outer=lambda app: with_arm_headers(app, arm_service),
             )
             vault_tls = self._tls(directory, "keyvault", [f"*.{self.keyvault.dns_suffix}"])
             self._keyvault_server = self._server.serve_asgi(self.keyvault.app, tls=vault_tls)

@@ -7,18 +7,21 @@ IMDS does, including the window right after an assignment in which IMDS does not
 identity yet (:attr:`ImdsService.identity_delay`).
 
 Wire shapes follow IMDS: ``GET /metadata/identity/oauth2/token?api-version=&resource=`` plus at
-most one of ``client_id``, ``object_id``, ``msi_res_id`` (what MSAL sends), ``mi_res_id`` or
-``resource_id`` (what azure-identity's aio client sends); header ``Metadata: true``; the answer's
-numbers are strings.
+most one of ``client_id``, ``object_id``, ``msi_res_id`` (what MSAL, so sync azure-identity,
+sends) or ``mi_res_id``; header ``Metadata: true``; the answer's numbers are strings. Like the
+real IMDS, it ignores parameters it does not document, ``resource_id`` included (what
+azure-identity's aio client sends for ``identity_config={"resource_id": ...}``): such a request
+gets the node's default identity, or "Multiple user assigned identities exist" when there is
+none. The token endpoint accepts api-versions from ``2018-02-01`` on.
 
 A token proxy on the node (NMI) stands between pods and this endpoint, so the emulator also
 does what real IMDS does to the requests a proxy can get wrong: it refuses any request with an
 ``X-Forwarded-For`` header (IMDS must not be put behind a proxy that says whom it forwards
 for), matches its paths the way IIS does (case-insensitive, a backslash read as ``/``: a proxy
 that intercepts only the exact lower-case path lets the others through to the node's
-identities), refuses unknown ``api-version`` values, and on request enforces its per-VM limits
-(:class:`~podidentity.testing.azure._imds_throttle.ImdsLimits`) and goes away for a while as
-when it restarts (:meth:`ImdsService.restart`).
+identities), refuses unknown ``api-version`` values, enforces its per-VM limits
+(:class:`~podidentity.testing.azure._imds_throttle.ImdsLimits`, on by default) and goes away for
+a while as when it restarts (:meth:`ImdsService.restart`).
 
 Like the platform behind real IMDS, each node caches the tokens it issues
 (:mod:`~podidentity.testing.azure._imds_cache`): the same token, with a shrinking
@@ -61,7 +64,9 @@ from podidentity.testing.azure._world import (
 
 __all__ = [
     "API_VERSIONS",
+    "DEFAULT_PROPAGATION_DELAY",
     "IDENTITY_PARAMETERS",
+    "TOKEN_API_VERSIONS",
     "ImdsNode",
     "ImdsService",
     "imds_error_body",
@@ -69,8 +74,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Query parameters that select a user-assigned identity; IMDS accepts one at most.
-IDENTITY_PARAMETERS = ("client_id", "object_id", "msi_res_id", "mi_res_id", "resource_id")
+#: Query parameters that select a user-assigned identity; IMDS accepts one at most. Others
+#: (``resource_id``, ``principal_id``) are ignored, as IMDS ignores unknown parameters.
+IDENTITY_PARAMETERS = ("client_id", "object_id", "msi_res_id", "mi_res_id")
+#: Seconds (world clock) IMDS takes to start serving an identity assigned to its machine, and to
+#: stop serving one removed from it, after the ARM operation completed.
+DEFAULT_PROPAGATION_DELAY = 5.0
 #: The ``api-version`` values IMDS documents; anything else is refused. Every SDK asks the token
 #: endpoint with 2018-02-01.
 API_VERSIONS = (
@@ -105,6 +114,8 @@ API_VERSIONS = (
     "2021-12-13",
     "2023-07-01",
 )
+#: The token endpoint's api-versions: managed identity tokens start with 2018-02-01.
+TOKEN_API_VERSIONS = tuple(v for v in API_VERSIONS if v >= "2018-02-01")
 _API_VERSION_ERROR = (
     "Bad request. api-version is invalid or was not specified in the request. For more"
     " information refer to aka.ms/azureimds"
@@ -182,23 +193,33 @@ class _ImdsError(Exception):
 class _Refused(Exception):
     """An answer in another shape than the token endpoint's OAuth error (XML, metadata)."""
 
-    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(body.decode())
         self.status = status
         self.body = body
         self.content_type = content_type
+        self.headers = dict(headers or {})
 
 
 class ImdsService:
     """What every node's IMDS shares: the world, the token issuer, and the test's controls.
 
     Attributes:
-        identity_delay: seconds (world clock) after an identity is assigned to a VM or scale
-            set during which IMDS still answers "Identity not found", as right after a real
-            scale-set update. 0 by default.
-        limits: IMDS's per-node limits on token requests (``ImdsLimits()``: 20 per second, 5
-            concurrent), answered with ``429`` and ``Retry-After`` beyond; ``None`` (the
-            default) enforces none. Each node counts separately.
+        identity_delay: the propagation window, in seconds of the world clock: after an
+            identity is assigned to a VM or scale set (when the ARM operation completes) IMDS
+            still answers "Identity not found" for it, and after one is removed IMDS still
+            serves it, for this long (:data:`DEFAULT_PROPAGATION_DELAY`, 5 s, by default; 0
+            makes both immediate).
+        limits: IMDS's per-node limits (``ImdsLimits()``, the default: 20 token requests per
+            second and 5 concurrent, 5 per second to ``/metadata/instance``), answered with
+            ``429`` and ``Retry-After`` beyond; ``None`` enforces none. Each node counts
+            separately.
         token_policy: the lifetime of IMDS tokens (24 h) and how long before expiry a cached
             one is replaced (5 minutes).
         cache_tokens: whether each node hands out its cached token again (``True``, as
@@ -208,8 +229,8 @@ class ImdsService:
     def __init__(self, world: AzureWorld, issuer: TokenIssuer) -> None:
         self.world = world
         self.issuer = issuer
-        self.identity_delay = 0.0
-        self.limits: ImdsLimits | None = None
+        self.identity_delay = DEFAULT_PROPAGATION_DELAY
+        self.limits: ImdsLimits | None = ImdsLimits()
         self.token_policy = TokenCachePolicy()
         self.cache_tokens = True
         self._lock = threading.Lock()
@@ -259,8 +280,9 @@ class ImdsService:
                 await send_json(send, err.status, err.payload, headers=err.headers)
                 return
             except _Refused as refusal:
+                extra = [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
                 await send_body(
-                    send, refusal.status, refusal.body, content_type=refusal.content_type
+                    send, refusal.status, refusal.body, extra, content_type=refusal.content_type
                 )
                 return
             await send_json(send, status, payload)
@@ -290,6 +312,15 @@ class ImdsService:
             finally:
                 throttle.release()
         if _INSTANCE_PATH.match(path):
+            throttle = self._throttle(node)
+            wait = throttle.admit_metadata() if throttle is not None else None
+            if wait is not None:
+                raise _Refused(
+                    429,
+                    json.dumps({"error": "Too many requests"}).encode(),
+                    JSON_CONTENT_TYPE,
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
             self._check_method_and_header(request)
             if request.query.get("api-version") not in API_VERSIONS:
                 # The metadata endpoints' error shape, not the token endpoint's OAuth one.
@@ -300,7 +331,7 @@ class ImdsService:
 
     async def _token_request(self, node: ImdsNode, request: Request) -> dict[str, str]:
         self._check_method_and_header(request)
-        if request.query.get("api-version") not in API_VERSIONS:
+        if request.query.get("api-version") not in TOKEN_API_VERSIONS:
             raise _ImdsError(400, "invalid_request", _API_VERSION_ERROR)
         with self._lock:
             gate = self._gate
@@ -463,13 +494,25 @@ class ImdsService:
 
     def _visible_identities(self, compute: ComputeResource) -> _Visible:
         now = self.world.clock()
+        delay = self.identity_delay
         user: list[Principal] = []
         grants: dict[str, Hashable] = {}
-        for key, identity in compute.user_assigned.items():
-            assigned_at = compute.assigned_at.get(key, 0.0)
+        # Assigned and propagated, or removed but not yet forgotten (IMDS lags both ways).
+        held = [
+            (key, identity, compute.assigned_at.get(key, 0.0))
+            for key, identity in compute.user_assigned.items()
+            # Identities a machine was created with are there when it boots.
+            if key in compute.booted_with or now >= compute.assigned_at.get(key, 0.0) + delay
+        ] + [
+            (key, departure.identity, departure.assigned_at)
+            for key, departure in compute.departed.items()
+            if now < departure.removed_at + delay
+            and (departure.booted or now >= departure.assigned_at + delay)
+        ]
+        for key, identity, assigned_at in held:
             # A deleted identity stays on the VM as a dangling reference (ARM shows it), but
             # its service principal is gone: IMDS has nothing to issue tokens for.
-            if now < assigned_at + self.identity_delay or self.world.managed_identity(key) is None:
+            if self.world.managed_identity(key) is None:
                 continue
             user.append(identity.principal)
             # The assignment time tells an unassign-and-assign-again from a lasting grant.

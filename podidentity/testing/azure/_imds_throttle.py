@@ -1,11 +1,11 @@
-"""IMDS's per-VM limits on managed-identity requests, as an optional throttle.
+"""IMDS's per-VM limits, enforced by default.
 
-Azure documents about 20 managed-identity requests per second and 5 in flight at once per VM;
-beyond either, IMDS answers ``429``. A token proxy in front of IMDS (NMI) is exactly the client
-that can exceed them — every pod on the node shares the node's budget — so its tests need a
-throttle that behaves like IMDS's. It is off unless :class:`ImdsLimits` are given (tests that
-do not study throttling stay deterministic), and counts time with the world's clock, so a test
-fills the window and advances the clock instead of sleeping.
+Azure documents about 20 managed-identity requests per second and 5 in flight at once per VM,
+and about 5 requests per second to IMDS's other paths (``/metadata/instance``); beyond them,
+IMDS answers ``429``. A token proxy in front of IMDS (NMI) is exactly the client that can
+exceed them — every pod on the node shares the node's budget — so the emulator enforces them
+unless a test lifts them (``ImdsService.limits = None``). Time is counted with the world's
+clock, so a test fills the window and advances the clock instead of sleeping.
 """
 
 from __future__ import annotations
@@ -15,25 +15,28 @@ from collections.abc import Callable
 
 import attrs
 
-from podidentity.testing.azure._keyvault_throttle import RateLimit, SlidingWindow
+from podidentity.testing._ratelimit import RateLimit
 
 __all__ = ["ImdsLimits", "NodeThrottle"]
 
 
 @attrs.frozen
 class ImdsLimits:
-    """Per-node limits on token requests (Azure: 20 per second, 5 concurrent).
+    """Per-node limits: 20 token requests per second, 5 concurrent, 5 per second elsewhere.
 
     Attributes:
         requests_per_second: token requests admitted in any one-second window.
         concurrent: token requests being answered at the same time.
+        metadata_per_second: requests to the other paths (``/metadata/instance``) admitted in
+            any one-second window.
     """
 
     requests_per_second: int = 20
     concurrent: int = 5
+    metadata_per_second: int = 5
 
     def __attrs_post_init__(self) -> None:
-        if self.requests_per_second < 1 or self.concurrent < 1:
+        if min(self.requests_per_second, self.concurrent, self.metadata_per_second) < 1:
             raise ValueError("IMDS limits need at least one request per second and in flight")
 
 
@@ -42,7 +45,8 @@ class NodeThrottle:
 
     def __init__(self, limits: ImdsLimits, clock: Callable[[], float]) -> None:
         self.limits = limits
-        self._window = SlidingWindow(RateLimit(limits.requests_per_second, 1.0), clock)
+        self._window = RateLimit(limits.requests_per_second, 1.0).window(clock)
+        self._metadata = RateLimit(limits.metadata_per_second, 1.0).window(clock)
         self._in_flight = 0
         self._lock = threading.Lock()
 
@@ -60,6 +64,10 @@ class NodeThrottle:
                 return wait
             self._in_flight += 1
             return None
+
+    def admit_metadata(self) -> float | None:
+        """Count a request to another path; ``None`` when admitted, else Retry-After."""
+        return self._metadata.acquire()
 
     def release(self) -> None:
         """Give back the slot of an admitted request."""

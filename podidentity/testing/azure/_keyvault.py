@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from podidentity.testing._faults import FaultInjector, RequestLog, with_faults
 from podidentity.testing._pki import CertificateAuthority, IssuedCertificate
+from podidentity.testing._ratelimit import RateLimit, SlidingWindow
 from podidentity.testing.azure._http import (
     JSON_CONTENT_TYPE,
     ASGIApp,
@@ -54,15 +55,16 @@ from podidentity.testing.azure._keyvault_state import (
     new_version,
     validate_object_name,
 )
-from podidentity.testing.azure._keyvault_throttle import RateLimit, SlidingWindow
 
-__all__ = ["CERTIFICATE_CONTENT_TYPES", "KeyVaultService", "RateLimit"]
+__all__ = ["CERTIFICATE_CONTENT_TYPES", "VAULT_RATE_LIMIT", "KeyVaultService", "RateLimit"]
 
 #: The content type of a certificate's backing secret, by format.
 CERTIFICATE_CONTENT_TYPES: Mapping[str, str] = {
     "pfx": "application/x-pkcs12",
     "pem": "application/x-pem-file",
 }
+#: Key Vault's documented service limit for secrets, per vault: 4,000 transactions per 10 s.
+VAULT_RATE_LIMIT = RateLimit(requests=4000, per_seconds=10.0)
 _VAULT_NAME = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$")
 
 
@@ -88,7 +90,12 @@ class KeyVaultService:
         dns_suffix: the vault DNS suffix; the challenge resource is ``https://<suffix>``.
         authority: the Azure AD authority named in the challenge.
         location: the default Azure region of new vaults (it appears in error messages).
-        rate_limit: enforce Key Vault's per-vault service limit (off by default).
+        rate_limit: Key Vault's per-vault service limit (:data:`VAULT_RATE_LIMIT`, 4,000 per
+            10 s, by default); ``None`` turns throttling off. Read at every request, so it may
+            be changed at any time.
+        short_pages: serve list pages as a real vault often does (the first one empty with a
+            ``nextLink``, the rest short); ``False`` fills every page. Changeable later through
+            :attr:`short_pages`.
         ca: issues certificates for :meth:`create_certificate` (a private CA by default).
 
     The setup methods are thread-safe and may be called while the app serves.
@@ -103,20 +110,22 @@ class KeyVaultService:
         dns_suffix: str = "vault.azure.net",
         authority: str = "https://login.microsoftonline.com",
         location: str = "eastus",
-        rate_limit: RateLimit | None = None,
+        rate_limit: RateLimit | None = VAULT_RATE_LIMIT,
+        short_pages: bool = True,
         ca: CertificateAuthority | None = None,
     ) -> None:
         self.tenant_id = tenant_id
         self.dns_suffix = dns_suffix.lower().strip(".")
         self.location = location
         self._clock = clock
-        self._rate_limit = rate_limit
+        self.rate_limit = rate_limit
         self._ca = ca
         self._settings = VaultSettings(
             verify_token=verify_token,
             resource=f"https://{self.dns_suffix}",
             authority=authority,
             clock=clock,
+            short_pages=short_pages,
         )
         self._lock = threading.Lock()
         self._vaults: dict[str, Vault] = {}
@@ -133,6 +142,15 @@ class KeyVaultService:
         return f"KeyVaultService(tenant_id={self.tenant_id!r}, vaults={names})"
 
     # -- vaults ------------------------------------------------------------------------------
+
+    @property
+    def short_pages(self) -> bool:
+        """Whether lists come in short pages (first one empty), as a real vault serves them."""
+        return self._settings.short_pages
+
+    @short_pages.setter
+    def short_pages(self, value: bool) -> None:
+        self._settings.short_pages = value
 
     @property
     def resource(self) -> str:
@@ -165,7 +183,16 @@ class KeyVaultService:
             tenant_id=tenant_id or self.tenant_id,
             location=location or self.location,
         )
-        limiter = SlidingWindow(self._rate_limit, self._clock) if self._rate_limit else None
+        windows: dict[RateLimit, SlidingWindow] = {}
+
+        def limiter() -> SlidingWindow | None:
+            # Read at each request, so a test may change or lift ``rate_limit`` at any time.
+            limit = self.rate_limit
+            if limit is None:
+                return None
+            with self._lock:
+                return windows.setdefault(limit, limit.window(self._clock))
+
         app = with_faults(
             vault_app(vault, self._settings, limiter),
             faults=vault.faults,

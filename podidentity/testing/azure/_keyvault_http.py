@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 
 import attrs
 
+from podidentity.testing._ratelimit import SlidingWindow
 from podidentity.testing.azure._http import (
     JSON_CONTENT_TYPE,
     ASGIApp,
@@ -42,7 +43,6 @@ from podidentity.testing.azure._keyvault_state import (
     new_version,
     validate_object_name,
 )
-from podidentity.testing.azure._keyvault_throttle import SlidingWindow
 from podidentity.testing.azure._keyvault_wire import (
     certificate_bundle,
     certificate_item,
@@ -55,7 +55,7 @@ from podidentity.testing.azure._keyvault_wire import (
     secret_item,
 )
 
-__all__ = ["API_VERSIONS", "VaultSettings", "vault_app"]
+__all__ = ["API_VERSIONS", "MAX_SECRET_VALUE_BYTES", "VaultSettings", "vault_app"]
 
 #: The api-versions the installed SDKs know (secrets/certificates 4.12 default to 2026-04-01,
 #: keys 4.11 to 2025-07-01); ``-preview`` variants of them are accepted too.
@@ -65,14 +65,22 @@ API_VERSIONS = frozenset(
 _PREVIEW = re.compile(r"^(?P<base>[0-9.-]+?)-preview(\.\d+)?$")
 
 
-@attrs.frozen
+#: Key Vault refuses secret values longer than this many bytes (UTF-8), "25 KB".
+MAX_SECRET_VALUE_BYTES = 25 * 1024
+
+
+@attrs.define
 class VaultSettings:
-    """What every vault of one service shares: token check, resource, authority, clock."""
+    """What every vault of one service shares: token check, resource, authority, clock.
+
+    Mutable, so a change made on the service (``short_pages``) reaches every vault's app.
+    """
 
     verify_token: TokenVerifier
     resource: str
     authority: str
     clock: Callable[[], float]
+    short_pages: bool = True
 
 
 @attrs.frozen
@@ -83,6 +91,7 @@ class _Request:
     query: Mapping[str, str]
     body: bytes
     now: int
+    short_pages: bool = False
 
     @property
     def base_url(self) -> str:
@@ -112,6 +121,7 @@ class _Request:
             "api_version": self.api_version,
             "maxresults": self.query.get("maxresults"),
             "skiptoken": self.query.get("$skiptoken"),
+            "short": self.short_pages,
         }
 
 
@@ -211,6 +221,15 @@ def _set_secret(request: _Request) -> _Result:
     value = document.get("value")
     if not isinstance(value, str):
         raise KeyVaultError(400, "BadParameter", "Property value is required and must be a string.")
+    size = len(value.encode("utf-8"))
+    if size > MAX_SECRET_VALUE_BYTES:
+        # The size only: the value itself never reaches an error message or a log.
+        raise KeyVaultError(
+            400,
+            "BadParameter",
+            f"The secret value is {size} bytes; Key Vault accepts at most"
+            f" {MAX_SECRET_VALUE_BYTES} bytes (25 KB).",
+        )
     attributes = document.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise KeyVaultError(400, "BadParameter", "Property attributes must be an object.")
@@ -378,9 +397,11 @@ async def _send(
 
 
 def vault_app(
-    vault: Vault, settings: VaultSettings, limiter: SlidingWindow | None = None
+    vault: Vault,
+    settings: VaultSettings,
+    limiter: Callable[[], SlidingWindow | None] | None = None,
 ) -> ASGIApp:
-    """The ASGI app serving one vault's data plane."""
+    """The ASGI app serving one vault's data plane; ``limiter`` gives its rate window, if any."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -394,8 +415,9 @@ def vault_app(
             ).items()
         }
         try:
-            if limiter is not None:
-                retry_after = limiter.acquire()
+            window = limiter() if limiter is not None else None
+            if window is not None:
+                retry_after = window.acquire()
                 if retry_after is not None:
                     body, _ = fault_error_body(429, "VaultRequestTypeLimitReached")
                     await _send(
@@ -433,6 +455,7 @@ def vault_app(
                 query=query,
                 body=raw,
                 now=int(settings.clock()),
+                short_pages=settings.short_pages,
             )
             with vault.lock:
                 status, payload = handler(request)

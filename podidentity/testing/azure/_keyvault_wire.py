@@ -262,8 +262,13 @@ def page(
     api_version: str,
     maxresults: str | None,
     skiptoken: str | None,
+    short: bool = False,
 ) -> dict[str, Any]:
     """One page of a list: ``{"value": [...], "nextLink": ... or null}``.
+
+    With ``short``, pages are as a real vault often serves them: the first one empty with a
+    ``nextLink``, the others at most half of ``maxresults``, so a client that stops at an empty
+    or short page misses objects.
 
     ``entries`` are ``(sort key, object)`` pairs. The skip token remembers the last key served,
     so objects created or deleted between pages neither repeat nor shift the rest. Like the
@@ -274,14 +279,21 @@ def page(
     if skiptoken:
         marker = _decode_skiptoken(skiptoken)
         ordered = [entry for entry in ordered if entry[0] > marker]
-    chunk, rest = ordered[:size], ordered[size:]
+    if short and ordered and not skiptoken:
+        # The service's first page is often empty, with a link to the rest.
+        chunk, rest, marker = [], ordered, ""
+    else:
+        if short:
+            size = max(1, size // 2)
+        chunk, rest = ordered[:size], ordered[size:]
+        marker = chunk[-1][0] if chunk else ""
     next_link = None
     if rest:
         scheme, _, remainder = collection_url.partition("://")
         host, _, path = remainder.partition("/")
         next_link = (
             f"{scheme}://{host}:443/{path}?api-version={quote(api_version)}"
-            f"&$skiptoken={_encode_skiptoken(chunk[-1][0])}"
-            + (f"&maxresults={size}" if maxresults is not None else "")
+            f"&$skiptoken={_encode_skiptoken(marker)}"
+            + (f"&maxresults={_page_size(maxresults)}" if maxresults is not None else "")
         )
     return {"value": [render(obj) for _, obj in chunk], "nextLink": next_link}

@@ -14,8 +14,8 @@ from typing import Any
 
 import attrs
 
+from podidentity.testing._clock import Clock
 from podidentity.testing._jwt import InvalidToken, JwtSigner, verify
-from podidentity.testing.azure._clock import Clock
 from podidentity.testing.azure._world import Principal, resource_key
 
 __all__ = ["IssuedToken", "TokenIssuer", "resource_from_scope"]
@@ -27,7 +27,13 @@ IMDS_TOKEN_LIFETIME = 86399
 
 
 def resource_from_scope(scope: str) -> str:
-    """``https://vault.azure.net/.default`` -> ``https://vault.azure.net/`` (as Azure AD does)."""
+    """``https://vault.azure.net/.default`` -> ``https://vault.azure.net`` (as Azure AD does).
+
+    Azure AD drops ``/.default`` with its slash: the token's ``aud`` has no trailing slash
+    (``https://management.azure.com//.default`` keeps one, as the Azure CLI relies on).
+    """
+    if scope.endswith("/.default"):
+        return scope[: -len("/.default")]
     return scope[: -len(".default")] if scope.endswith(".default") else scope
 
 

@@ -16,14 +16,20 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import attrs
 
+from podidentity.testing._clock import Clock, system_clock
 from podidentity.testing._pki import CertificateAuthority, IssuedCertificate
-from podidentity.testing.azure._clock import Clock, system_clock
+from podidentity.testing.azure._operations import (
+    PREEMPTED,
+    IdentityOperation,
+    OperationInFlight,
+)
 from podidentity.testing.azure._roles import RoleAssignment, RoleAssignments
 
 if TYPE_CHECKING:
@@ -37,6 +43,7 @@ __all__ = [
     "AzureWorld",
     "ComputeKind",
     "ComputeResource",
+    "Departure",
     "FederatedCredential",
     "ManagedIdentity",
     "Placement",
@@ -174,7 +181,10 @@ class ServicePrincipal:
 
 @attrs.frozen
 class FederatedCredential:
-    """Trust in tokens from an external issuer: issuer, subject and audiences must all match."""
+    """Trust in tokens from an external issuer: issuer, subject and audience must all match.
+
+    As in Azure, a credential has exactly one audience and an ``https`` issuer.
+    """
 
     name: str
     issuer: str
@@ -190,6 +200,25 @@ class SystemIdentity:
     client_id: str = attrs.field(factory=_new_id)
 
 
+@attrs.frozen
+class Departure:
+    """A user-assigned identity taken off a VM or scale set, remembered for IMDS's sake.
+
+    IMDS keeps serving a removed identity for a propagation window after its removal.
+
+    Attributes:
+        identity: the identity removed.
+        assigned_at: when it had been assigned (its grant, for IMDS's token cache).
+        removed_at: when it was removed (world clock).
+        booted: whether the machine had been created with it (IMDS served it at once).
+    """
+
+    identity: ManagedIdentity
+    assigned_at: float
+    removed_at: float
+    booted: bool = False
+
+
 @attrs.define
 class ComputeResource:
     """A VM or a scale set and the identities on it (a snapshot when handed out).
@@ -197,6 +226,11 @@ class ComputeResource:
     Attributes:
         assigned_at: when (world clock) each user-assigned identity, by lower-cased resource
             ID, was put on the resource; IMDS uses it to emulate propagation delay.
+        departed: identities removed from the resource, by lower-cased resource ID, with when;
+            IMDS serves them for its propagation window after removal.
+        created_at: when (world clock) the resource was created.
+        booted_with: the user-assigned identities (lower-cased resource IDs) it was created
+            with and still holds: IMDS serves them without a propagation window.
     """
 
     kind: ComputeKind
@@ -209,6 +243,9 @@ class ComputeResource:
     system_identity: SystemIdentity | None = None
     user_assigned: dict[str, ManagedIdentity] = attrs.field(factory=dict)
     assigned_at: dict[str, float] = attrs.field(factory=dict)
+    departed: dict[str, Departure] = attrs.field(factory=dict)
+    created_at: float = 0.0
+    booted_with: set[str] = attrs.field(factory=set)
 
     @property
     def resource_id(self) -> str:
@@ -231,8 +268,26 @@ class ComputeResource:
     def snapshot(self) -> ComputeResource:
         """A copy that later changes to the world do not touch."""
         return attrs.evolve(
-            self, user_assigned=dict(self.user_assigned), assigned_at=dict(self.assigned_at)
+            self,
+            user_assigned=dict(self.user_assigned),
+            assigned_at=dict(self.assigned_at),
+            departed=dict(self.departed),
+            booted_with=set(self.booted_with),
         )
+
+    def _add(self, key: str, identity: ManagedIdentity, now: float) -> None:
+        if key not in self.user_assigned:
+            self.assigned_at[key] = now
+        self.user_assigned[key] = identity
+        self.departed.pop(key, None)
+
+    def _remove(self, key: str, now: float) -> None:
+        identity = self.user_assigned.pop(key, None)
+        assigned_at = self.assigned_at.pop(key, None)
+        booted = key in self.booted_with
+        self.booted_with.discard(key)
+        if identity is not None:
+            self.departed[key] = Departure(identity, assigned_at or now, now, booted)
 
 
 class Placement(TypedDict, total=False):
@@ -266,7 +321,7 @@ class AzureWorld:
     Args:
         tenant_id: the directory (tenant) ID; generated when omitted.
         ca: issues service principals' certificate credentials.
-        clock: the world's time (see :mod:`podidentity.testing.azure._clock`).
+        clock: the world's time (see :mod:`podidentity.testing._clock`).
     """
 
     def __init__(
@@ -286,6 +341,8 @@ class AzureWorld:
         self._applications: dict[str, ServicePrincipal] = {}
         self._federated: dict[str, list[FederatedCredential]] = {}
         self._compute: dict[tuple[str, str, str, str], ComputeResource] = {}
+        self._operations: dict[str, IdentityOperation] = {}
+        self._in_flight: dict[tuple[str, str, str, str], IdentityOperation] = {}
         self._resources: set[str] = {resource_key(r) for r in DEFAULT_RESOURCES}
         #: Who may do what at ARM; nobody may do anything until granted (see :meth:`grant_role`).
         self.roles = RoleAssignments()
@@ -459,8 +516,26 @@ class AzureWorld:
         ``owner`` is the identity, the application, or a client ID.
 
         Raises:
-            ValueError: the owner already has 20 federated credentials (Azure's limit).
+            ValueError: the owner already has 20 federated credentials (Azure's limit), the
+                issuer is not an ``https`` URL, the subject is empty, or ``audiences`` is not
+                exactly one audience (Azure accepts one per credential).
         """
+        audiences = tuple(audiences)
+        if len(audiences) != 1 or not audiences[0]:
+            raise ValueError(
+                f"a federated identity credential has exactly one audience, got {list(audiences)};"
+                f" add one credential per audience (usually {WORKLOAD_IDENTITY_AUDIENCE!r})"
+            )
+        if (
+            urllib.parse.urlsplit(issuer).scheme != "https"
+            or not urllib.parse.urlsplit(issuer).netloc
+        ):
+            raise ValueError(
+                f"a federated identity credential's issuer must be an https URL, got {issuer!r}"
+                " (serve the test issuer over TLS, as KubeEmulator(tls=True) does)"
+            )
+        if not subject:
+            raise ValueError("a federated identity credential needs a subject")
         client_id = owner if isinstance(owner, str) else owner.client_id
         with self._lock:
             if self.principal_for_client(client_id) is None:
@@ -475,7 +550,7 @@ class AzureWorld:
                 name=name or f"fic-{len(existing) + 1}",
                 issuer=issuer,
                 subject=subject,
-                audiences=tuple(audiences),
+                audiences=audiences,
             )
             existing.append(credential)
         return credential
@@ -591,6 +666,7 @@ class AzureWorld:
             location=location,
             capacity=capacity,
             system_identity=SystemIdentity() if system_assigned else None,
+            created_at=self.clock(),
         )
         key = _compute_key(kind, sub, resource_group, name)
         with self._lock:
@@ -598,7 +674,8 @@ class AzureWorld:
             if key in self._compute:
                 raise ValueError(f"{resource.resource_id} already exists")
             self._compute[key] = resource
-            self._assign(resource, identities)
+            self._assign(resource, identities, resource.created_at)
+            resource.booted_with = set(resource.user_assigned)
             return resource.snapshot()
 
     def compute(
@@ -611,6 +688,7 @@ class AzureWorld:
     ) -> ComputeResource:
         """Find a VM or scale set by name (and resource group when names repeat)."""
         with self._lock:
+            self._settle()
             return self._find(kind, name, resource_group, subscription_id).snapshot()
 
     def vm(self, name: str, *, resource_group: str | None = None) -> ComputeResource:
@@ -626,6 +704,7 @@ class AzureWorld:
     ) -> ComputeResource | None:
         """Exact lookup by ARM path parts (case-insensitive); ``None`` when absent."""
         with self._lock:
+            self._settle()
             found = self._compute.get(_compute_key(kind, subscription_id, resource_group, name))
             return found.snapshot() if found else None
 
@@ -667,10 +746,9 @@ class AzureWorld:
         """Take user-assigned identities off a VM or scale set."""
         with self._lock:
             live = self._live(compute)
+            now = self.clock()
             for identity in identities:
-                key = _identity_key(identity)
-                live.user_assigned.pop(key, None)
-                live.assigned_at.pop(key, None)
+                live._remove(_identity_key(identity), now)
             return live.snapshot()
 
     def set_system_assigned(self, compute: ComputeResource, enabled: bool) -> ComputeResource:
@@ -689,22 +767,132 @@ class AzureWorld:
         *,
         system_assigned: bool,
         user_assigned: Mapping[str, ManagedIdentity],
+        at: float | None = None,
     ) -> ComputeResource:
-        """Replace a resource's identity block with an already validated one (ARM's write)."""
+        """Replace a resource's identity block with an already validated one, at once.
+
+        ``at`` is when the change happened (default now); ARM's operations pass the time they
+        completed.
+        """
         with self._lock:
             live = self._live(compute)
             self.set_system_assigned(live, system_assigned)
-            now = self.clock()
+            now = self.clock() if at is None else at
             wanted = {k.lower(): v for k, v in user_assigned.items()}
             for key in list(live.user_assigned):
                 if key not in wanted:
-                    del live.user_assigned[key]
-                    live.assigned_at.pop(key, None)
+                    live._remove(key, now)
             for key, identity in wanted.items():
-                if key not in live.user_assigned:
-                    live.assigned_at[key] = now
-                live.user_assigned[key] = identity
+                live._add(key, identity, now)
             return live.snapshot()
+
+    # -- ARM's long-running identity writes --------------------------------------------------
+
+    def start_identity_operation(
+        self,
+        compute: ComputeResource,
+        *,
+        operation_id: str,
+        system_assigned: bool,
+        user_assigned: Mapping[str, ManagedIdentity],
+        duration: float,
+        preempt: bool = False,
+        fail_with: tuple[str, str] | None = None,
+    ) -> IdentityOperation:
+        """Accept an identity write that takes effect ``duration`` seconds from now.
+
+        Raises:
+            OperationInFlight: another write on the resource has not completed and ``preempt``
+                is false. With ``preempt``, that one ends ``Canceled`` with
+                ``OperationPreempted`` and this one carries the resource's model on.
+        """
+        if duration < 0:
+            raise ValueError("an operation cannot take negative time")
+        with self._lock:
+            live = self._live(compute)
+            key = _compute_key(live.kind, live.subscription_id, live.resource_group, live.name)
+            now = self.clock()
+            current = self._in_flight.get(key)
+            if current is not None:
+                if not preempt:
+                    raise OperationInFlight(current.snapshot())
+                current.finish("Canceled", now, PREEMPTED)
+                del self._in_flight[key]
+            operation = IdentityOperation(
+                operation_id=operation_id,
+                resource_id=live.resource_id,
+                location=live.location,
+                started=now,
+                due=now + duration,
+                system_assigned=system_assigned,
+                user_assigned={k.lower(): v for k, v in user_assigned.items()},
+                fail_with=fail_with,
+            )
+            self._operations[operation_id] = operation
+            self._in_flight[key] = operation
+            self._settle()
+            return operation.snapshot()
+
+    def identity_operation(self, operation_id: str) -> IdentityOperation | None:
+        """An operation by ID (settled first), or ``None``."""
+        with self._lock:
+            self._settle()
+            found = self._operations.get(operation_id)
+            return found.snapshot() if found else None
+
+    def pending_identity_operation(self, compute: ComputeResource) -> IdentityOperation | None:
+        """The write still in progress on a VM or scale set, if any."""
+        with self._lock:
+            self._settle()
+            key = _compute_key(
+                compute.kind, compute.subscription_id, compute.resource_group, compute.name
+            )
+            found = self._in_flight.get(key)
+            return found.snapshot() if found else None
+
+    def settle(self) -> None:
+        """Complete every operation that is due (every read of the world does this first)."""
+        with self._lock:
+            self._settle()
+
+    def _settle(self) -> None:
+        if not self._in_flight:
+            return
+        now = self.clock()
+        for key, operation in list(self._in_flight.items()):
+            if operation.due > now:
+                continue
+            del self._in_flight[key]
+            live = self._compute.get(key)
+            if live is None:
+                operation.finish(
+                    "Failed",
+                    operation.due,
+                    ("ResourceNotFound", f"{operation.resource_id} was deleted."),
+                )
+                continue
+            if operation.fail_with is not None:
+                operation.finish("Failed", operation.due, operation.fail_with)
+                continue
+            gone = [
+                identity.resource_id
+                for k, identity in operation.user_assigned.items()
+                if k not in self._identities
+            ]
+            if gone:
+                operation.finish(
+                    "Failed",
+                    operation.due,
+                    ("FailedIdentityOperation", f"Resource '{gone[0]}' was not found."),
+                )
+                continue
+            self.update_identity(
+                live,
+                system_assigned=operation.system_assigned,
+                user_assigned=operation.user_assigned,
+                at=operation.due,
+            )
+            operation.finish("Succeeded", operation.due)
 
     def scale_vmss(self, vmss: ComputeResource, capacity: int) -> ComputeResource:
         """Change a scale set's instance count; IMDS of removed instances stops answering."""
@@ -720,6 +908,7 @@ class AzureWorld:
     def all_compute(self) -> list[ComputeResource]:
         """Snapshots of every VM and scale set."""
         with self._lock:
+            self._settle()
             return [c.snapshot() for c in self._compute.values()]
 
     def _live(self, compute: ComputeResource) -> ComputeResource:
@@ -731,15 +920,18 @@ class AzureWorld:
         except KeyError:
             raise LookupError(f"{compute.resource_id} does not exist") from None
 
-    def _assign(self, live: ComputeResource, identities: Iterable[ManagedIdentity]) -> None:
-        now = self.clock()
+    def _assign(
+        self,
+        live: ComputeResource,
+        identities: Iterable[ManagedIdentity],
+        now: float | None = None,
+    ) -> None:
+        now = self.clock() if now is None else now
         for identity in identities:
             key = identity.resource_id.lower()
             if key not in self._identities:
                 raise LookupError(f"managed identity {identity.resource_id} does not exist")
-            if key not in live.user_assigned:
-                live.assigned_at[key] = now
-            live.user_assigned[key] = identity
+            live._add(key, identity, now)
 
     def _application(self, client_id: str) -> ServicePrincipal:
         try:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import yaml
 
 from podidentity.crds import load_crds
+from podidentity.testing._clock import Clock, system_clock
 from podidentity.testing._faults import Fault, FaultInjector, RequestLog, with_faults
 from podidentity.testing._pki import CertificateAuthority
 from podidentity.testing._server import RunningServer, ServerThread, TLSFiles
@@ -87,6 +88,9 @@ class KubeEmulator:
         plugins: run the cluster simulation (:attr:`cluster`: scheduler, kubelet,
             service-account controller) and serve service-account tokens
             (:attr:`service_accounts`: TokenRequest, TokenReview, OIDC discovery).
+        clock: the server's time in epoch seconds (:class:`~podidentity.testing.Clock`);
+            a :class:`~podidentity.testing.ManualClock` moves time for token issuance and
+            review without sleeping. One clock object can drive the Azure emulator too.
     """
 
     def __init__(
@@ -99,8 +103,10 @@ class KubeEmulator:
         bookmark_interval: float = 5.0,
         install_crds: bool = True,
         plugins: bool = True,
+        clock: Clock = system_clock,
     ) -> None:
         self.tls = tls
+        self.clock = clock
         self.auth = tls if auth is None else auth
         self.token = secrets.token_urlsafe(24)
         self.apiserver = APIServer(history_size=history_size, watch_queue_size=watch_queue_size)

@@ -499,6 +499,6 @@ def _user_info_json(user: UserInfo) -> dict[str, Any]:
 
 def install(emulator: KubeEmulator) -> ServiceAccountTokens:
     """Serve service-account tokens for ``emulator`` (exposed as ``.service_accounts``)."""
-    tokens = ServiceAccountTokens(emulator)
+    tokens = ServiceAccountTokens(emulator, clock=emulator.clock)
     tokens._install()
     return tokens

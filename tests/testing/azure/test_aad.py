@@ -50,7 +50,8 @@ def test_client_secret_credential_sync(azure: AzureEmulator) -> None:
             ARM_SCOPE
         )
     claims = azure.verify_access_token(token.token, "https://management.azure.com/")
-    assert claims["aud"] == "https://management.azure.com/"
+    # A /.default scope gives the resource without the trailing slash, as Azure AD does.
+    assert claims["aud"] == "https://management.azure.com"
     assert claims["iss"] == f"https://sts.windows.net/{azure.tenant_id}/"
     assert claims["tid"] == azure.tenant_id
     assert claims["oid"] == app.object_id
@@ -333,11 +334,20 @@ def _assert_federated_error(
 def test_federated_subject_mismatch(azure: AzureEmulator, oidc_issuer: OidcIssuer) -> None:
     identity = _federated_identity(azure, oidc_issuer)
     assertion = oidc_issuer.token("system:serviceaccount:prod:intruder")
-    description = _assert_federated_error(azure, identity, assertion, "invalid_request", 70021)
+    description = _assert_federated_error(azure, identity, assertion, "invalid_request", 700213)
     assert description.startswith(
-        "AADSTS70021: No matching federated identity record found for presented assertion."
+        "AADSTS700213: No matching federated identity record found for presented assertion"
+        " subject 'system:serviceaccount:prod:intruder'."
     )
-    assert "system:serviceaccount:prod:intruder" in description
+
+
+def test_federated_subject_differing_only_in_case(
+    azure: AzureEmulator, oidc_issuer: OidcIssuer
+) -> None:
+    identity = _federated_identity(azure, oidc_issuer, subject="system:serviceaccount:prod:api")
+    assertion = oidc_issuer.token("system:serviceaccount:Prod:API")
+    description = _assert_federated_error(azure, identity, assertion, "invalid_request", 7002138)
+    assert "case-sensitive" in description
 
 
 def test_federated_subject_mismatch_through_the_sdk(
@@ -345,7 +355,7 @@ def test_federated_subject_mismatch_through_the_sdk(
 ) -> None:
     identity = _federated_identity(azure, oidc_issuer)
     token_file = _token_file(tmp_path, oidc_issuer.token("system:serviceaccount:default:default"))
-    with azure.patched_environ(), pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
+    with azure.patched_environ(), pytest.raises(ClientAuthenticationError, match="AADSTS700213"):
         WorkloadIdentityCredential(
             tenant_id=azure.tenant_id, client_id=identity.client_id, token_file_path=token_file
         ).get_token(ARM_SCOPE)
@@ -358,7 +368,7 @@ def test_federated_wrong_audience_and_unknown_issuer(
     wrong_audience = oidc_issuer.token("s", audience="https://kubernetes.default.svc")
     _assert_federated_error(azure, identity, wrong_audience, "invalid_request", 700212)
     other_issuer = oidc_issuer.token("s", issuer="https://127.0.0.1:1/other")
-    _assert_federated_error(azure, identity, other_issuer, "invalid_request", 700211)
+    _assert_federated_error(azure, identity, other_issuer, "invalid_client", 700211)
 
 
 def test_federated_assertion_signed_by_another_key(

@@ -1,4 +1,8 @@
-"""ARM: VM and scale-set identities over real HTTPS, with tokens from the emulated Azure AD."""
+"""ARM: VM and scale-set identities over real HTTPS, with tokens from the emulated Azure AD.
+
+Writes are long-running operations on the world clock: these tests run the emulator on a
+:class:`ManualClock` and move it past an operation (:func:`_complete`) instead of sleeping.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +26,22 @@ from podidentity.testing.azure import (
     ServicePrincipal,
     arm_error_json,
 )
+from podidentity.testing.azure._arm import DEFAULT_OPERATION_DURATION, arm_resource_id
 
 API = {"api-version": "2023-03-01"}
+IDENTITY_API = {"api-version": "2023-01-31"}
 ARM_SCOPE = "https://management.azure.com/.default"
+
+
+@pytest.fixture
+def azure(azure_with_clock: AzureEmulator) -> AzureEmulator:
+    """The emulator on a manual clock: writes complete when the test moves time."""
+    return azure_with_clock
+
+
+def _complete(clock: ManualClock) -> None:
+    """Move time past an identity write, as if waiting for its operation."""
+    clock.advance(DEFAULT_OPERATION_DURATION)
 
 
 @pytest.fixture
@@ -77,9 +94,15 @@ def test_get_vm_and_scale_set(azure: AzureEmulator, arm: httpx.Client) -> None:
     assert body["type"] == "Microsoft.Compute/virtualMachines"
     assert body["identity"]["type"] == "SystemAssigned, UserAssigned"
     assert body["identity"]["principalId"] == vm.system_identity.principal_id  # type: ignore[union-attr]
+    # Azure spells the resource-group segment of identity keys in lower case: compare IDs
+    # case-insensitively.
     assert body["identity"]["userAssignedIdentities"] == {
-        identity.resource_id: {"principalId": identity.principal_id, "clientId": identity.client_id}
+        arm_resource_id(identity.resource_id): {
+            "principalId": identity.principal_id,
+            "clientId": identity.client_id,
+        }
     }
+    assert "/resourcegroups/" in next(iter(body["identity"]["userAssignedIdentities"]))
     scale_set = arm.get(vmss.resource_id).json()
     assert scale_set["sku"]["capacity"] == 2
     assert "identity" not in scale_set
@@ -90,7 +113,13 @@ def test_get_vm_and_scale_set(azure: AzureEmulator, arm: httpx.Client) -> None:
     assert arm.get(vm.resource_id.lower()).status_code == 200
 
 
-def test_patch_adds_and_removes_identities(azure: AzureEmulator, arm: httpx.Client) -> None:
+def _keys(response: httpx.Response) -> set[str]:
+    return {k.lower() for k in response.json()["identity"].get("userAssignedIdentities", {})}
+
+
+def test_patch_adds_and_removes_identities(
+    azure: AzureEmulator, arm: httpx.Client, clock: ManualClock
+) -> None:
     one = azure.world.add_managed_identity("one")
     two = azure.world.add_managed_identity("two")
     vmss = azure.world.add_vmss("pool", system_assigned=True)
@@ -103,10 +132,8 @@ def test_patch_adds_and_removes_identities(azure: AzureEmulator, arm: httpx.Clie
         },
     )
     assert added.status_code == 200
-    assert set(added.json()["identity"]["userAssignedIdentities"]) == {
-        one.resource_id,
-        two.resource_id,
-    }
+    assert _keys(added) == {one.resource_id.lower(), two.resource_id.lower()}
+    _complete(clock)
     assert set(azure.world.vmss("pool").user_assigned) == {
         one.resource_id.lower(),
         two.resource_id.lower(),
@@ -116,19 +143,23 @@ def test_patch_adds_and_removes_identities(azure: AzureEmulator, arm: httpx.Clie
         vmss,
         {"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {one.resource_id: None}},
     )
-    assert set(removed.json()["identity"]["userAssignedIdentities"]) == {two.resource_id}
-    # Removing the last one leaves the system-assigned identity alone.
-    last = _patch(
-        arm, vmss, {"type": "SystemAssigned", "userAssignedIdentities": {two.resource_id: None}}
-    )
+    assert _keys(removed) == {two.resource_id.lower()}
+    _complete(clock)
+    # Dropping UserAssigned from the type takes every user-assigned identity off and leaves
+    # the system-assigned one alone.
+    last = _patch(arm, vmss, {"type": "SystemAssigned"})
     assert last.json()["identity"]["type"] == "SystemAssigned"
     assert "userAssignedIdentities" not in last.json()["identity"]
+    _complete(clock)
     none = _patch(arm, vmss, {"type": "None"})
     assert "identity" not in none.json()
+    _complete(clock)
     assert azure.world.vmss("pool").identity_type == "None"
 
 
-def test_put_replaces_the_identity_block(azure: AzureEmulator, arm: httpx.Client) -> None:
+def test_put_replaces_the_identity_block(
+    azure: AzureEmulator, arm: httpx.Client, clock: ManualClock
+) -> None:
     one = azure.world.add_managed_identity("one")
     two = azure.world.add_managed_identity("two")
     vm = azure.world.add_vm("vm-0", identities=[one])
@@ -139,11 +170,13 @@ def test_put_replaces_the_identity_block(azure: AzureEmulator, arm: httpx.Client
             "identity": {"type": "UserAssigned", "userAssignedIdentities": {two.resource_id: {}}},
         },
     )
-    assert set(response.json()["identity"]["userAssignedIdentities"]) == {two.resource_id}
+    assert _keys(response) == {two.resource_id.lower()}
+    _complete(clock)
+    assert set(azure.world.vm("vm-0").user_assigned) == {two.resource_id.lower()}
 
 
 def test_assign_through_arm_then_imds_issues_the_token(
-    azure: AzureEmulator, arm: httpx.Client
+    azure: AzureEmulator, arm: httpx.Client, clock: ManualClock
 ) -> None:
     identity = azure.world.add_managed_identity("app")
     vmss = azure.world.add_vmss("pool", capacity=3)
@@ -157,6 +190,9 @@ def test_assign_through_arm_then_imds_issues_the_token(
             {"type": "UserAssigned", "userAssignedIdentities": {identity.resource_id: {}}},
         )
         assert response.status_code == 200
+        # IMDS knows the identity once the operation completed and the change propagated.
+        _complete(clock)
+        clock.advance(azure.imds_service.identity_delay)
         token = ManagedIdentityCredential(client_id=identity.client_id).get_token(
             "https://vault.azure.net"
         )
@@ -259,7 +295,8 @@ def test_unknown_identity_is_refused(azure: AzureEmulator, arm: httpx.Client) ->
     )
     status, code, message = _error(response)
     assert (status, code) == (400, "FailedIdentityOperation")
-    assert ghost.resource_id in message
+    assert arm_resource_id(ghost.resource_id) in message
+    assert "/resourcegroups/" in message
 
 
 def test_more_than_150_identities_in_one_request(azure: AzureEmulator, arm: httpx.Client) -> None:
@@ -284,6 +321,7 @@ def test_more_than_150_identities_in_one_request(azure: AzureEmulator, arm: http
 def test_injected_identity_errors(
     azure: AzureEmulator, arm: httpx.Client, code: str, status: int
 ) -> None:
+    # Ids in error messages come back spelled /resourcegroups/: match case-insensitively.
     good = azure.world.add_managed_identity("good")
     bad = azure.world.add_managed_identity("bad")
     vmss = azure.world.add_vmss("pool")
@@ -294,8 +332,8 @@ def test_injected_identity_errors(
     }
     got_status, got_code, message = _error(_patch(arm, vmss, both))
     assert (got_status, got_code) == (status, code)
-    assert bad.resource_id in message
-    assert good.resource_id not in message
+    assert bad.resource_id.lower() in message.lower()
+    assert good.resource_id.lower() not in message.lower()
     # Dropping the named identity and retrying works, as upstream MIC does.
     retry = _patch(
         arm, vmss, {"type": "UserAssigned", "userAssignedIdentities": {good.resource_id: {}}}
@@ -323,7 +361,7 @@ def test_throttling_with_retry_after_and_ratelimit_headers(
     throttled = _patch(arm, vm, {"type": "None"})
     assert throttled.status_code == 429
     assert throttled.headers["retry-after"] == "17"
-    assert throttled.headers["x-ms-ratelimit-remaining-subscription-writes"] == "0"
+    assert int(throttled.headers["x-ms-ratelimit-remaining-subscription-writes"]) >= 0
     assert throttled.json()["error"]["code"] == "TooManyRequests"
     again = arm.get(vm.resource_id)
     assert int(again.headers["x-ms-ratelimit-remaining-subscription-reads"]) == reads_left - 1
@@ -356,7 +394,7 @@ def test_a_specific_error_code_can_be_injected(azure: AzureEmulator, arm: httpx.
 
 def test_identity_resource(azure: AzureEmulator, arm: httpx.Client) -> None:
     identity = azure.world.add_managed_identity("app")
-    body = arm.get(identity.resource_id).json()
+    body = arm.get(identity.resource_id, params=IDENTITY_API).json()
     assert body["properties"] == {
         "tenantId": azure.tenant_id,
         "principalId": identity.principal_id,
@@ -384,7 +422,7 @@ def test_a_principal_without_a_role_can_do_nothing(azure: AzureEmulator) -> None
     with azure.patched_environ(), _client_for(azure, stranger) as client:
         read = client.get(vm.resource_id)
         write = _patch(client, vm, {"type": "SystemAssigned"})
-        identity_read = client.get(identity.resource_id)
+        identity_read = client.get(identity.resource_id, params=IDENTITY_API)
         # A caller without access learns nothing, not even whether a resource exists.
         missing = client.get(missing_vm)
     status, code, message = _error(read)
@@ -419,7 +457,7 @@ def test_roles_cover_their_scope_and_what_is_below_only(azure: AzureEmulator) ->
 
 
 def test_assigning_an_identity_needs_managed_identity_operator_on_it(
-    azure: AzureEmulator,
+    azure: AzureEmulator, clock: ManualClock
 ) -> None:
     mic = azure.world.add_service_principal("mic")
     allowed = azure.world.add_managed_identity("allowed")
@@ -438,12 +476,14 @@ def test_assigning_an_identity_needs_managed_identity_operator_on_it(
             "userAssignedIdentities": {allowed.resource_id: {}},
         }
         accepted = _patch(client, vmss, only_allowed)
+        _complete(clock)
         # Taking an identity off needs no right on the identity itself.
         removal = {
             "type": "SystemAssigned, UserAssigned",
             "userAssignedIdentities": {forbidden.resource_id: None},
         }
         removed = _patch(client, vmss, removal)
+        _complete(clock)
     status, code, message = _error(refused)
     assert (status, code) == (403, "LinkedAuthorizationFailed")
     assert (
@@ -451,7 +491,8 @@ def test_assigning_an_identity_needs_managed_identity_operator_on_it(
         f" action 'Microsoft.Compute/virtualMachineScaleSets/write' on scope '{vmss.resource_id}';"
         " however, it does not have permission to perform action"
         " 'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action' on the linked scope(s)"
-        f" '{forbidden.resource_id}' or the linked scope(s) are invalid." == message
+        f" '{arm_resource_id(forbidden.resource_id)}' or the linked scope(s) are invalid."
+        == message
     )
     assert accepted.status_code == 200
     assert removed.status_code == 200
@@ -520,7 +561,7 @@ def test_tokens_arm_must_refuse(azure: AzureEmulator, forge: str, code: str) -> 
 
 
 def test_a_write_keeping_a_deleted_identity_fails_until_it_is_removed(
-    azure: AzureEmulator, arm: httpx.Client
+    azure: AzureEmulator, arm: httpx.Client, clock: ManualClock
 ) -> None:
     # Azure keeps a dangling reference when an assigned identity is deleted, and every later
     # write that keeps it fails with FailedIdentityOperation naming it (why MIC drops the
@@ -529,15 +570,13 @@ def test_a_write_keeping_a_deleted_identity_fails_until_it_is_removed(
     other = azure.world.add_managed_identity("other")
     vmss = azure.world.add_vmss("pool", identities=[gone])
     azure.world.delete_managed_identity(gone)
-    assert (
-        gone.resource_id in arm.get(vmss.resource_id).json()["identity"]["userAssignedIdentities"]
-    )
+    assert gone.resource_id.lower() in _keys(arm.get(vmss.resource_id))
     keeping = _patch(
         arm, vmss, {"type": "UserAssigned", "userAssignedIdentities": {other.resource_id: {}}}
     )
     status, code, message = _error(keeping)
     assert (status, code) == (400, "FailedIdentityOperation")
-    assert gone.resource_id in message
+    assert gone.resource_id.lower() in message.lower()
     assert other.resource_id.lower() not in azure.world.vmss("pool").user_assigned
     removing = _patch(
         arm,
@@ -548,11 +587,13 @@ def test_a_write_keeping_a_deleted_identity_fails_until_it_is_removed(
         },
     )
     assert removing.status_code == 200, removing.json()
-    assert list(removing.json()["identity"]["userAssignedIdentities"]) == [other.resource_id]
+    assert _keys(removing) == {other.resource_id.lower()}
+    _complete(clock)
+    assert set(azure.world.vmss("pool").user_assigned) == {other.resource_id.lower()}
 
 
 def test_a_write_does_not_lose_a_concurrent_world_change(
-    azure: AzureEmulator, arm: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    azure: AzureEmulator, arm: httpx.Client, monkeypatch: pytest.MonkeyPatch, clock: ManualClock
 ) -> None:
     # ARM's PATCH is a read-modify-write of the identity block; a world change made (from the
     # test's thread) while it runs must not be overwritten by the PATCH's stale copy.
@@ -575,7 +616,32 @@ def test_a_write_does_not_lose_a_concurrent_world_change(
     )
     assert response.status_code == 200, response.json()
     assert changed
+    _complete(clock)
     assert set(azure.world.vmss("pool").user_assigned) == {
         first.resource_id.lower(),
         concurrent.resource_id.lower(),
     }
+
+
+def test_built_in_roles_carry_only_their_real_actions(azure: AzureEmulator) -> None:
+    vm_contributor = azure.world.add_service_principal("vm-contributor")
+    operator = azure.world.add_service_principal("operator")
+    vm = azure.world.add_vm("vm-0")
+    identity = azure.world.add_managed_identity("app")
+    subscription = f"/subscriptions/{vm.subscription_id}"
+    azure.world.grant_role(vm_contributor, subscription, "Virtual Machine Contributor")
+    azure.world.grant_role(operator, subscription, "Managed Identity Operator")
+    with azure.patched_environ():
+        with _client_for(azure, vm_contributor) as client:
+            assert client.get(vm.resource_id).status_code == 200
+            # Virtual Machine Contributor has no read on identities (no */read).
+            read = client.get(identity.resource_id, params=IDENTITY_API)
+            assert _error(read)[:2] == (403, "AuthorizationFailed")
+            assert "'Microsoft.ManagedIdentity/userAssignedIdentities/read'" in _error(read)[2]
+        with _client_for(azure, operator) as client:
+            # Managed Identity Operator reads identities (userAssignedIdentities/*/read) ...
+            assert client.get(identity.resource_id, params=IDENTITY_API).status_code == 200
+            # ... but not machines, nor may it write them.
+            assert _error(client.get(vm.resource_id))[:2] == (403, "AuthorizationFailed")
+            denied = _patch(client, vm, {"type": "None"})
+            assert _error(denied)[:2] == (403, "AuthorizationFailed")

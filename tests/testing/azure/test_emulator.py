@@ -234,3 +234,46 @@ def test_connection_reset_on_every_endpoint(azure: AzureEmulator, endpoint: str)
         after = client.get(url)
     assert after.status_code < 500  # the next call is served normally
     assert log.records[0].status == -1  # the log marks the reset
+
+
+def test_realism_is_on_by_default_and_can_be_turned_down() -> None:
+    from podidentity.testing import RateLimit
+    from podidentity.testing.azure import (
+        DEFAULT_OPERATION_DURATION,
+        DEFAULT_PROPAGATION_DELAY,
+        VAULT_RATE_LIMIT,
+        ArmLimits,
+        ImdsLimits,
+    )
+
+    strict = AzureEmulator()
+    assert strict.arm_service.operation_duration == DEFAULT_OPERATION_DURATION > 0
+    assert strict.imds_service.identity_delay == DEFAULT_PROPAGATION_DELAY > 0
+    assert strict.imds_service.limits == ImdsLimits()
+    assert strict.arm_service.limits == ArmLimits()
+    assert strict.keyvault.rate_limit == VAULT_RATE_LIMIT == RateLimit(4000, 10.0)
+    assert strict.keyvault.short_pages
+    kind = AzureEmulator(operation_duration=0, propagation_delay=0, throttling=False)
+    assert kind.arm_service.operation_duration == 0
+    assert kind.imds_service.identity_delay == 0
+    assert kind.imds_service.limits is None
+    assert kind.arm_service.limits is None
+    assert kind.keyvault.rate_limit is None
+    kind.set_throttling(True)
+    assert kind.arm_service.limits == ArmLimits()
+    with pytest.raises(ValueError, match="negative"):
+        AzureEmulator(operation_duration=-1)
+
+
+def test_an_unthrottled_emulator_serves_past_the_limits() -> None:
+    with AzureEmulator(throttling=False, propagation_delay=0) as azure:
+        identity = azure.world.add_managed_identity("node")
+        vm = azure.world.add_vm("node-0", identities=[identity])
+        url = azure.imds_url(vm=vm) + "/metadata/instance"
+        answers = {
+            httpx.get(
+                url, params={"api-version": "2021-02-01"}, headers={"Metadata": "true"}
+            ).status_code
+            for _ in range(8)
+        }
+    assert answers == {200}

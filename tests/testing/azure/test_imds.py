@@ -51,7 +51,7 @@ def test_selecting_one_of_several_identities_sync(azure: AzureEmulator, select: 
     assert expected[select] in sent
 
 
-@pytest.mark.parametrize("select", ["client_id", "resource_id"])
+@pytest.mark.parametrize("select", ["client_id", "msi_res_id"])
 async def test_selecting_one_of_several_identities_aio(azure: AzureEmulator, select: str) -> None:
     first = azure.world.add_managed_identity("first")
     second = azure.world.add_managed_identity("second")
@@ -59,15 +59,47 @@ async def test_selecting_one_of_several_identities_aio(azure: AzureEmulator, sel
     kwargs = (
         {"client_id": second.client_id}
         if select == "client_id"
-        else {"identity_config": {"resource_id": second.resource_id}}
+        else {"identity_config": {"msi_res_id": second.resource_id}}
     )
     with azure.patched_environ(vmss=vmss, instance=1):
         async with AsyncManagedIdentityCredential(**kwargs) as credential:  # type: ignore[arg-type]
             token = await credential.get_token(VAULT)
     assert unverified_claims(token.token)["oid"] == second.principal_id
     sent = azure.imds(vmss=vmss, instance=1).log.records[-1].query
-    # azure-identity's aio client sends resource_id as it is given.
-    assert ("client_id=" if select == "client_id" else "resource_id=") in sent
+    assert f"{select}=" in sent
+
+
+async def test_imds_ignores_the_resource_id_the_aio_sdk_sends(azure: AzureEmulator) -> None:
+    # azure-identity's aio client sends identity_config={"resource_id": ...} verbatim as
+    # resource_id=, which IMDS does not document: it answers as if no identity were named.
+    first = azure.world.add_managed_identity("first")
+    second = azure.world.add_managed_identity("second")
+    vm = azure.world.add_vm("node-0", identities=[first, second])
+    with azure.patched_environ(vm=vm):
+        async with AsyncManagedIdentityCredential(
+            identity_config={"resource_id": second.resource_id}, retry_total=0
+        ) as credential:
+            with pytest.raises(ClientAuthenticationError, match="Multiple user assigned"):
+                await credential.get_token(VAULT)
+    assert "resource_id=" in azure.imds(vm=vm).log.records[-1].query
+    # With a single identity on the machine, the ignored parameter is silently harmless.
+    lone = azure.world.add_vm("node-1", identities=[first])
+    answer = _get(azure.imds_url(vm=lone), resource=VAULT, resource_id=second.resource_id)
+    assert answer.status_code == 200
+    assert unverified_claims(answer.json()["access_token"])["oid"] == first.principal_id
+
+
+def test_token_api_versions_start_with_2018_02_01(azure: AzureEmulator) -> None:
+    identity = azure.world.add_managed_identity("app-id")
+    vm = azure.world.add_vm("node-0", identities=[identity])
+    url = azure.imds_url(vm=vm) + TOKEN_PATH
+    for version, status in (("2017-12-01", 400), ("2018-02-01", 200), ("2019-08-01", 200)):
+        answer = httpx.get(
+            url,
+            params={"api-version": version, "resource": VAULT},
+            headers={"Metadata": "true"},
+        )
+        assert answer.status_code == status, version
 
 
 def test_system_assigned_identity_is_the_default(azure: AzureEmulator) -> None:
@@ -192,6 +224,29 @@ def test_identity_not_yet_assigned_window(
     assert _get(url, resource=VAULT, client_id=identity.client_id).status_code == 400
     clock.advance(1)
     assert _get(url, resource=VAULT, client_id=identity.client_id).status_code == 200
+    # Removal propagates as slowly: IMDS serves the identity for the window, then refuses.
+    azure.world.unassign_identities(vmss, [identity])
+    clock.advance(29)
+    assert _get(url, resource=VAULT, client_id=identity.client_id).status_code == 200
+    clock.advance(1)
+    assert _get(url, resource=VAULT, client_id=identity.client_id).status_code == 400
+
+
+def test_the_propagation_window_is_on_by_default_and_can_be_zero(
+    azure_with_clock: AzureEmulator, clock: ManualClock
+) -> None:
+    azure = azure_with_clock
+    assert azure.imds_service.identity_delay > 0
+    identity = azure.world.add_managed_identity("app")
+    vm = azure.world.add_vm("node-0")
+    url = azure.imds_url(vm=vm)
+    azure.world.assign_identities(vm, [identity])
+    assert _get(url, resource=VAULT).json()["error_description"] == "Identity not found"
+    clock.advance(azure.imds_service.identity_delay)
+    assert _get(url, resource=VAULT).status_code == 200
+    azure.imds_service.identity_delay = 0
+    azure.world.unassign_identities(vm, [identity])
+    assert _get(url, resource=VAULT).status_code == 400
 
 
 def test_nodes_have_their_own_endpoints(azure: AzureEmulator) -> None:

@@ -28,9 +28,36 @@ def _token(url: str) -> httpx.Response:
     return httpx.get(url + TOKEN_PATH, params=TOKEN_QUERY, headers=HEADERS)
 
 
-def test_limits_are_off_by_default(azure_with_clock: AzureEmulator, vm: ComputeResource) -> None:
-    url = azure_with_clock.imds_url(vm=vm)
+def test_limits_are_on_by_default_and_can_be_lifted(
+    azure_with_clock: AzureEmulator, vm: ComputeResource
+) -> None:
+    azure = azure_with_clock
+    assert azure.imds_service.limits == ImdsLimits(
+        requests_per_second=20, concurrent=5, metadata_per_second=5
+    )
+    url = azure.imds_url(vm=vm)
+    assert [_token(url).status_code for _ in range(21)] == [200] * 20 + [429]
+    azure.imds_service.limits = None
     assert {_token(url).status_code for _ in range(25)} == {200}
+
+
+def test_instance_metadata_is_throttled_at_five_per_second(
+    azure_with_clock: AzureEmulator, clock: ManualClock, vm: ComputeResource
+) -> None:
+    url = azure_with_clock.imds_url(vm=vm) + "/metadata/instance"
+    query = {"api-version": "2021-02-01"}
+
+    def metadata() -> httpx.Response:
+        return httpx.get(url, params=query, headers=HEADERS)
+
+    assert [metadata().status_code for _ in range(5)] == [200] * 5
+    throttled = metadata()
+    assert throttled.status_code == 429
+    assert throttled.headers["retry-after"] == "1"
+    # The token budget is separate.
+    assert _token(azure_with_clock.imds_url(vm=vm)).status_code == 200
+    clock.advance(1)
+    assert metadata().status_code == 200
 
 
 def test_rate_limit_per_second_with_retry_after(

@@ -177,6 +177,7 @@ def test_one_cache_per_node(azure: AzureEmulator) -> None:
 def test_an_unassigned_identity_loses_its_cached_token(azure: AzureEmulator, how: str) -> None:
     # Security rule: a token is never served for an identity no longer on the VM, and assigning
     # it again does not bring the old token back.
+    azure.imds_service.identity_delay = 0  # the rule under test, not the propagation window
     identity = azure.world.add_managed_identity("app")
     other = azure.world.add_managed_identity("other")
     vmss = azure.world.add_vmss("pool", capacity=1, identities=[identity, other])
@@ -201,6 +202,7 @@ def test_unassigned_and_reassigned_between_requests_gets_a_new_token(
 ) -> None:
     # No request sees the gap, yet the assignment is a new one: the old token must not return.
     azure = azure_with_clock
+    azure.imds_service.identity_delay = 0
     identity = azure.world.add_managed_identity("app")
     vm = azure.world.add_vm("node-0", identities=[identity])
     url = azure.imds_url(vm=vm)
@@ -279,3 +281,20 @@ async def test_new_sdk_credentials_get_the_cached_token_aio(azure: AzureEmulator
     assert tokens[1].token == tokens[0].token
     assert tokens[1].expires_on == tokens[0].expires_on
     assert len(azure.imds(vmss=vmss).log.records) == 2
+
+
+def test_a_removed_identity_keeps_its_token_for_the_propagation_window(
+    azure_with_clock: AzureEmulator, clock: ManualClock
+) -> None:
+    # IMDS lags a removal as it lags an assignment: the cached token is still served for the
+    # window (a token proxy must not rely on removal being instant), never after it.
+    azure = azure_with_clock
+    identity = azure.world.add_managed_identity("app")
+    vm = azure.world.add_vm("node-0", identities=[identity])
+    url = azure.imds_url(vm=vm)
+    cached = _token(url)["access_token"]
+    azure.world.unassign_identities(vm, [identity])
+    clock.advance(azure.imds_service.identity_delay - 1)
+    assert _token(url)["access_token"] == cached
+    clock.advance(1)
+    assert _refused(url) == "Identity not found"

@@ -42,11 +42,11 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from podidentity.testing import _jwt
 from podidentity.testing._jwt import JwtSigner
 from podidentity.testing._pki import CertificateAuthority
+from podidentity.testing._ratelimit import SlidingWindow
 from podidentity.testing._server import ServerThread, TLSFiles
 from podidentity.testing.azure._keyvault import KeyVaultService, RateLimit
 from podidentity.testing.azure._keyvault_errors import KeyVaultError
 from podidentity.testing.azure._keyvault_state import SecretVersion
-from podidentity.testing.azure._keyvault_throttle import SlidingWindow
 from podidentity.testing.azure._keyvault_wire import page
 from podidentity.testing.azure._proxy import HostRoutingProxy
 
@@ -277,7 +277,15 @@ def test_disabled_secret_is_forbidden(world: World, vault: str) -> None:
     assert caught.value.error.innererror == {"code": "SecretDisabled"}
 
 
-def test_list_is_paged_and_carries_no_values(world: World, vault: str) -> None:
+@pytest.fixture
+def full_pages(world: World) -> Iterator[None]:
+    """Fill every list page (the service's default is short pages, first one empty)."""
+    world.service.short_pages = False
+    yield
+    world.service.short_pages = True
+
+
+def test_list_is_paged_and_carries_no_values(world: World, vault: str, full_pages: None) -> None:
     names = [f"secret-{i}" for i in range(7)]
     for name in names:
         world.service.set_secret(vault, name, f"value of {name}")
@@ -290,7 +298,32 @@ def test_list_is_paged_and_carries_no_values(world: World, vault: str) -> None:
     assert "%24skiptoken" in pages[2].query or "$skiptoken" in pages[2].query
 
 
-def test_list_items_have_no_value_field_on_the_wire(world: World, vault: str) -> None:
+def test_short_and_empty_pages_by_default(world: World, vault: str) -> None:
+    names = [f"secret-{i}" for i in range(5)]
+    for name in names:
+        world.service.set_secret(vault, name, "v")
+    credential = reader(world, vault)
+    first = raw_request(
+        world,
+        "GET",
+        f"https://{vault}.vault.azure.net/secrets?api-version=7.6&maxresults=4",
+        token=credential.token().token,
+    ).json()
+    # As a real vault: an empty page that still links to the rest.
+    assert first["value"] == []
+    assert isinstance(first["nextLink"], str)
+    second = raw_request(world, "GET", first["nextLink"], token=credential.token().token).json()
+    assert 0 < len(second["value"]) < 4
+    assert second["nextLink"] is not None
+    # The SDK follows every link and sees every secret, once.
+    with secret_client(world, vault, credential) as client:
+        listed = [p.name for p in client.list_properties_of_secrets(max_page_size=4)]
+    assert listed == names
+
+
+def test_list_items_have_no_value_field_on_the_wire(
+    world: World, vault: str, full_pages: None
+) -> None:
     world.service.set_secret(vault, "a", "do not list me")
     credential = reader(world, vault)
     answer = raw_request(
@@ -524,7 +557,24 @@ def test_throttled_answer_shape(world: World, vault: str) -> None:
     }
 
 
-def test_optional_rate_limit(world: World) -> None:
+def test_secret_values_over_25_kb_are_refused(world: World, vault: str) -> None:
+    writer = MintedCredential(world)
+    world.service.grant(vault, writer.object_id, secrets=["set", "get"])
+    limit = 25 * 1024
+    with secret_client(world, vault, writer) as client:
+        client.set_secret("big", "x" * limit)
+        # Bytes count, not characters: 'é' is two bytes in UTF-8.
+        with pytest.raises(HttpResponseError) as caught:
+            client.set_secret("big", "é" * (limit // 2 + 1))
+    assert caught.value.status_code == 400
+    assert caught.value.error is not None
+    assert caught.value.error.code == "BadParameter"
+    assert "25600 bytes" in str(caught.value.message)
+    assert "é" not in str(caught.value.message)
+    assert len(world.service.secret_versions(vault, "big")) == 1
+
+
+def test_rate_limit(world: World) -> None:
     def accept_anything(token: str, audience: str) -> dict[str, Any]:
         return {"tid": TENANT, "oid": "o"}
 

@@ -91,7 +91,7 @@ def test_another_service_account_is_refused(
         namespace="default",
     )
     token_file = _projected_token(kube, tmp_path, "intruder")
-    with azure.patched_environ(), pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
+    with azure.patched_environ(), pytest.raises(ClientAuthenticationError, match="AADSTS700213"):
         WorkloadIdentityCredential(
             tenant_id=azure.tenant_id,
             client_id=identity.client_id,

@@ -96,3 +96,27 @@ def test_resources_compare_like_azure_ad() -> None:
     world.add_resource("api://my-app")
     assert world.knows_resource("api://my-app/")
     assert resource_key("https://x/") == resource_key("https://X")
+
+
+def test_federated_credentials_have_one_audience_and_an_https_issuer() -> None:
+    world = AzureWorld()
+    identity = world.add_managed_identity("app")
+    with pytest.raises(ValueError, match="exactly one audience"):
+        world.add_federated_credential(
+            identity,
+            issuer="https://127.0.0.1:8443",
+            subject="s",
+            audiences=["api://AzureADTokenExchange", "api://other"],
+        )
+    with pytest.raises(ValueError, match="exactly one audience"):
+        world.add_federated_credential(
+            identity, issuer="https://127.0.0.1:8443", subject="s", audiences=[]
+        )
+    with pytest.raises(ValueError, match="https URL"):
+        world.add_federated_credential(identity, issuer="http://127.0.0.1:8080", subject="s")
+    with pytest.raises(ValueError, match="subject"):
+        world.add_federated_credential(identity, issuer="https://127.0.0.1:8443", subject="")
+    credential = world.add_federated_credential(
+        identity, issuer="https://127.0.0.1:8443", subject="s"
+    )
+    assert credential.audiences == ("api://AzureADTokenExchange",)

@@ -1,9 +1,13 @@
-"""The emulated world's sense of time, injectable so tests never sleep.
+"""The emulators' sense of time, injectable so tests never sleep.
 
 Every time-dependent rule of the emulators reads one clock: token ``iat``/``nbf``/``exp``,
-expiry checks at ARM and Key Vault, assertion lifetimes at Azure AD, and the window in which
-IMDS does not yet know a freshly assigned identity. Tests that need time to pass use a
-:class:`ManualClock` and :meth:`~ManualClock.advance` it.
+expiry checks at ARM and Key Vault, assertion lifetimes at Azure AD, how long an ARM write
+takes, the window in which IMDS does not yet know a freshly assigned identity, rate-limit
+windows, and the Kubernetes emulator's service-account tokens. A :class:`Clock` is any
+zero-argument callable returning epoch seconds; tests that need time to pass use a
+:class:`ManualClock` and :meth:`~ManualClock.advance` it. The module is neutral (neither
+emulator owns it), so one clock object can drive both sides of a
+:class:`~podidentity.testing.Sandbox`.
 """
 
 from __future__ import annotations
