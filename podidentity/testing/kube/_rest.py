@@ -109,6 +109,8 @@ class _DeleteOptions:
     grace_period_seconds: int | None
     preconditions: Mapping[str, Any] | None
     propagation_policy: str | None
+    #: ``orphanDependents`` as given (deprecated; ``False`` asks for a 202 on lingering).
+    orphan_dependents: bool | None = None
 
     @classmethod
     def read(cls, query: Mapping[str, str], body: Any) -> _DeleteOptions:
@@ -117,8 +119,24 @@ class _DeleteOptions:
         options = body if isinstance(body, Mapping) else {}
         grace = options.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
         policy = options.get("propagationPolicy", query.get("propagationPolicy"))
+        orphan = options.get("orphanDependents", query.get("orphanDependents"))
+        if orphan is not None and policy is not None:
+            raise APIError.invalid(
+                "DeleteOptions",
+                "meta.k8s.io",
+                "",
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "field": "propagationPolicy",
+                        "message": f'Invalid value: "{policy}": orphanDependents and '
+                        "deletionPropagation cannot be both set",
+                    }
+                ],
+            )
+        if orphan is not None:
+            policy = "Orphan" if str(orphan).lower() == "true" else "Background"
         if policy is not None and policy not in _PROPAGATION_POLICIES:
-            # Accepted, but without a garbage collector only its validation shows.
             supported = ", ".join(f'"{p}"' for p in (*_PROPAGATION_POLICIES, "nil"))
             raise APIError.invalid(
                 "DeleteOptions",
@@ -132,11 +150,18 @@ class _DeleteOptions:
                     }
                 ],
             )
+        try:
+            grace_seconds = int(grace) if grace is not None else None
+        except (TypeError, ValueError) as err:
+            raise APIError.bad_request(
+                f'invalid gracePeriodSeconds "{grace}": must be an integer'
+            ) from err
         return cls(
             dry_run=options.get("dryRun") == ["All"] or query.get("dryRun") == "All",
-            grace_period_seconds=int(grace) if grace is not None else None,
+            grace_period_seconds=grace_seconds,
             preconditions=options.get("preconditions"),
             propagation_policy=policy,
+            orphan_dependents=None if orphan is None else str(orphan).lower() == "true",
         )
 
 
@@ -459,13 +484,17 @@ class RestApp:
                 namespace,
                 preconditions=options.preconditions,
                 grace_period_seconds=options.grace_period_seconds,
+                propagation_policy=options.propagation_policy,
                 user=user,
                 dry_run=dry_run,
             )
             lingering = bool(stored.obj["metadata"].get("deletionTimestamp")) and (
                 api._key(resource, namespace, name) in api.store.of(resource).objects
             )
-            await _respond(send, 202 if lingering and not dry_run else 200, stored.raw)
+            # 200 even when the object lingers (finalizers, a pod's grace period): upstream
+            # keeps 202 for the deprecated orphanDependents=false only, for old clients' sake.
+            accepted = lingering and not dry_run and options.orphan_dependents is False
+            await _respond(send, 202 if accepted else 200, stored.raw)
         else:
             raise APIError.method_not_allowed()
 
@@ -562,6 +591,7 @@ class RestApp:
                 key[1],
                 key[0] or None,
                 grace_period_seconds=options.grace_period_seconds,
+                propagation_policy=options.propagation_policy,
                 user=user,
                 dry_run=options.dry_run,
             )
