@@ -49,6 +49,7 @@ from . import _apply, _crd, _gc, _lifecycle
 from ._errors import APIError
 from ._event_conversion import to_core_event, to_events_v1_event
 from ._fields import FieldSelector
+from ._labels import parse_label_selector
 from ._patch import apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from ._resources import BUILTIN_RESOURCES, ResourceType
 from ._schema import prune, validate
@@ -1199,14 +1200,8 @@ class APIServer:
         """A predicate for selectors (``None`` when nothing is selected out)."""
         checks: list[Callable[[Mapping[str, Any]], bool]] = []
         if label_selector:
-            from podidentity.errors import ValidationError
-            from podidentity.models.selectors import LabelSelector
-
-            try:
-                selector = LabelSelector.parse(label_selector)
-            except ValidationError as err:
-                raise APIError.bad_request(f"unable to parse requirement: {err}") from err
-            checks.append(lambda obj: selector.matches(obj["metadata"].get("labels") or {}))
+            matches = parse_label_selector(label_selector)
+            checks.append(lambda obj: matches(obj["metadata"].get("labels") or {}))
         if field_selector:
             fields = FieldSelector.parse(field_selector, resource.group, resource.plural)
             checks.append(fields.matches)

@@ -27,6 +27,7 @@ from podidentity.testing._asgi import Receive, Scope, Send, read_body
 from . import _discovery, _openapi
 from ._apiserver import ADMIN_USER, APIRequest, APIServer, UserInfo
 from ._errors import APIError, status_body
+from ._listoptions import EXACT, ListOptions, too_large_resource_version
 from ._resources import ResourceType
 from ._store import Event, Stored, Watcher, encode
 from ._table import table
@@ -48,7 +49,6 @@ _VERB_OF_METHOD = {
     "PATCH": "patch",
     "DELETE": "delete",
 }
-_DEFAULT_WATCH_TIMEOUT = 1800.0
 _CHUNK_LIMIT = 1 << 20
 
 
@@ -432,6 +432,7 @@ class RestApp:
                 raise APIError.method_not_allowed()
             return
         if method == "GET":
+            self._check_not_future(request.query.get("resourceVersion", ""))
             stored = api.get_stored(resource, name, namespace)
             if request.wants_table():
                 await self._send_table(send, request, resource, [stored.obj], stored.rv)
@@ -498,6 +499,11 @@ class RestApp:
         else:
             raise APIError.method_not_allowed()
 
+    def _check_not_future(self, rv_text: str) -> None:
+        """A resourceVersion the store has not reached is a 504, as from the watch cache."""
+        if rv_text.isdigit() and int(rv_text) > self.apiserver.store.rv:
+            raise too_large_resource_version(int(rv_text), self.apiserver.store.rv)
+
     def _selected(self, request: _Request, resource: ResourceType, namespace: str | None) -> Any:
         return self.apiserver.select(
             resource,
@@ -508,13 +514,22 @@ class RestApp:
     async def _list(
         self, request: _Request, send: Send, resource: ResourceType, namespace: str | None
     ) -> None:
+        options = ListOptions.parse(request.query, watch=False)
+        self._check_not_future(options.resource_version)
         predicate = self._selected(request, resource, namespace)
         store = self.apiserver.store.of(resource)
-        limit = int(request.query.get("limit", "0") or 0)
-        token = request.query.get("continue")
+        limit = options.limit
+        token = options.continue_token
         list_rv = self.apiserver.store.rv
         objects: Mapping[tuple[str, str], Stored] = store.objects
         keys = store.sorted_keys()
+        if options.resource_version_match == EXACT:
+            # The list as it was at that resourceVersion, rebuilt from the event history.
+            list_rv = int(options.resource_version)
+            exact = store.snapshot(list_rv)
+            if exact is None:
+                raise APIError.gone("The resourceVersion for the provided list is too old.")
+            objects, keys = exact
         if token:
             # Later pages come from the first page's snapshot, as etcd serves them at the
             # list's resourceVersion: nothing is skipped or seen twice while writers run.
@@ -606,12 +621,14 @@ class RestApp:
     ) -> None:
         api = self.apiserver
         query = request.query
+        options = ListOptions.parse(query, watch=True)
         predicate = self._selected(request, resource, namespace)
         store = api.store.of(resource)
-        rv_text = query.get("resourceVersion", "")
-        bookmarks = query_flag(query, "allowWatchBookmarks")
-        send_initial = query_flag(query, "sendInitialEvents")
-        timeout = float(query.get("timeoutSeconds") or _DEFAULT_WATCH_TIMEOUT)
+        rv_text = options.resource_version
+        bookmarks = options.allow_bookmarks
+        send_initial = bool(options.send_initial_events)
+        timeout = options.timeout
+        too_large = rv_text.isdigit() and int(rv_text) > api.store.rv
         watcher = Watcher(
             namespace=namespace if resource.namespaced else None,
             predicate=predicate,
@@ -619,24 +636,23 @@ class RestApp:
         )
         initial: list[tuple[Event, str]] = []
         expired = False
-        if rv_text in ("", "0") or send_initial:
+        if too_large:
+            pass  # reported on the stream below
+        elif options.initial_events:
             for key in store.sorted_keys():
                 stored = store.objects[key]
                 if watcher._visible(stored.obj):
                     initial.append((Event("ADDED", stored.rv, stored.obj, stored.raw), "ADDED"))
-        else:
-            try:
-                since = int(rv_text)
-            except ValueError as err:
-                raise APIError.bad_request(f"invalid resource version {rv_text!r}") from err
-            replay = store.events_after(since)
+        elif rv_text not in ("", "0"):
+            # Every change after that resourceVersion (sendInitialEvents=false, or legacy).
+            replay = store.events_after(int(rv_text))
             if replay is None:
                 expired = True
             else:
                 for event in replay:
                     watcher.offer(event)
         initial_end_rv = api.store.rv
-        if not expired:
+        if not expired and not too_large:
             store.watchers.add(watcher)
         table_mode = request.wants_table()
         await send(
@@ -651,6 +667,13 @@ class RestApp:
         )
         disconnect = asyncio.ensure_future(self._wait_disconnect(request, watcher))
         try:
+            if too_large:
+                # Once the request is accepted, the watch cache reports errors as an event.
+                error = too_large_resource_version(int(rv_text), api.store.rv)
+                await self._send_chunk(
+                    send, b'{"type":"ERROR","object":' + encode(status_body(error)) + b"}\n"
+                )
+                return
             if expired:
                 await self._send_chunk(
                     send,
