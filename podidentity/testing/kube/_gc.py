@@ -151,11 +151,11 @@ class GarbageCollector:
             meta.get("namespace", "") or "",
             meta["name"],
         )
-        refs = _refs(obj)
+        refs = _refs(obj) if meta.get("ownerReferences") else []
         previous = self._by_uid.get(uid)
         if kind == "DELETED":
             self._by_uid.pop(uid, None)
-            for owner_uid in self._owners_of.pop(key, set()):
+            for owner_uid in self._owners_of.pop(key, ()):
                 self._unlink(owner_uid, key)
             if uid in self._dependents:
                 self._enqueue("owner-gone", key, uid)
@@ -166,19 +166,21 @@ class GarbageCollector:
                     self._enqueue("foreground", owner, str(ref["uid"]))
             return
         self._by_uid[uid] = key
-        if previous is None and refs:
-            self._enqueue("new-dependent", key, uid)
-        owners = {str(ref["uid"]) for ref in refs}
-        for dropped in self._owners_of.get(key, set()) - owners:
-            self._unlink(dropped, key)
-        if owners:
-            self._owners_of[key] = owners
-        else:
-            self._owners_of.pop(key, None)
-        for owner_uid in owners:
-            self._dependents.setdefault(owner_uid, set()).add(key)
-        finalizers = meta.get("finalizers") or ()
+        if refs or key in self._owners_of:
+            # Most objects have no owners: they pay for the uid index only.
+            if previous is None and refs:
+                self._enqueue("new-dependent", key, uid)
+            owners = {str(ref["uid"]) for ref in refs}
+            for dropped in self._owners_of.get(key, set()) - owners:
+                self._unlink(dropped, key)
+            if owners:
+                self._owners_of[key] = owners
+            else:
+                self._owners_of.pop(key, None)
+            for owner_uid in owners:
+                self._dependents.setdefault(owner_uid, set()).add(key)
         if meta.get("deletionTimestamp"):
+            finalizers = meta.get("finalizers") or ()
             if ORPHAN in finalizers:
                 self._enqueue("orphan", key, uid)
             if FOREGROUND in finalizers:
