@@ -224,14 +224,20 @@ async def bind(
 
 
 def install_binding(api: APIServer, now: Any) -> None:
-    """Serve ``POST /api/v1/namespaces/NS/pods/NAME/binding`` (``now()``: a timestamp)."""
+    """Serve ``POST /api/v1/namespaces/NS/pods/NAME/binding`` (``now()``: a timestamp).
+
+    Also the older ``POST /api/v1/namespaces/NS/bindings`` (the pod named by the Binding's
+    ``metadata.name``), which the real server still serves.
+    """
 
     async def handle(request: APIRequest) -> tuple[int, Any]:
         body = request.body
         if not isinstance(body, Mapping):
             raise APIError.bad_request("the body of the request must be a Binding object")
         metadata = body.get("metadata") or {}
-        name = request.name or ""
+        name = request.name or str(metadata.get("name") or "")
+        if not name:
+            raise APIError.invalid("Binding", "", "", [field_required("metadata.name")])
         if metadata.get("name") and metadata["name"] != name:
             raise APIError.bad_request("name in URL does not match name in Binding object")
         problems = _binding_problems(body)
@@ -258,3 +264,6 @@ def install_binding(api: APIServer, now: Any) -> None:
         }
 
     api.add_subresource("pods", "binding", "POST", handle)
+    api.add_virtual_resource(
+        "", "v1", "bindings", "Binding", namespaced=True, verbs=("create",), handler=handle
+    )

@@ -183,6 +183,12 @@ def test_clients_can_bind_a_pod_and_a_second_binding_is_a_conflict(
     assert body["message"] == (
         'Operation cannot be fulfilled on pods/binding "p": pod p is already assigned to node "n1"'
     )
+    # The older collection form names the pod in the Binding itself.
+    core.create_namespaced_pod("default", pod("legacy"))
+    legacy = {**binding, "metadata": {"name": "legacy"}}
+    response = core.create_namespaced_binding("default", legacy, _preload_content=False)
+    assert response.status == 201
+    assert kube.wait_for_pod_running("legacy")["spec"]["nodeName"] == "n1"
     bad = {**binding, "metadata": {"name": "q"}, "target": {"kind": "Service", "name": "x"}}
     core.create_namespaced_pod("default", pod("q"))
     with pytest.raises(ApiException) as refused:
