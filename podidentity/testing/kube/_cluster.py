@@ -53,6 +53,7 @@ from ._scheduling import (
     pending_status,
     running_status,
     sandbox_status,
+    terminated_status,
     unschedulable_message,
 )
 
@@ -460,6 +461,11 @@ class Cluster:
             if current is None or current["metadata"].get("uid") != uid:
                 return
             try:
+                if (current.get("status") or {}).get("phase") == "Running":
+                    # Killed at the end of the grace period: the terminal status comes first.
+                    await self._write_status(
+                        namespace, name, uid, terminated_status(current, now=now_rfc3339())
+                    )
                 await self._api.delete_stored(
                     self._pods, name, namespace, preconditions={"uid": uid}, grace_period_seconds=0
                 )

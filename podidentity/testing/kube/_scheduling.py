@@ -19,6 +19,7 @@ __all__ = [
     "pending_status",
     "running_status",
     "sandbox_status",
+    "terminated_status",
     "unschedulable_message",
     "why_not",
 ]
@@ -251,4 +252,36 @@ def sandbox_status(pod: Obj, *, pod_ip: str, now: str) -> dict[str, Any]:
         for c in status.get("conditions") or []
     ]
     status.update({"conditions": conditions, "podIP": pod_ip, "podIPs": [{"ip": pod_ip}]})
+    return status
+
+
+def terminated_status(pod: Obj, *, now: str) -> dict[str, Any]:
+    """The kubelet's last status for a pod whose grace period ran out: killed, ``Failed``.
+
+    Containers that did not stop on SIGTERM are killed with SIGKILL (exit code 137) at the end
+    of the grace period, and the kubelet reports the pod's terminal phase before it deletes it.
+    """
+    status = dict(pod.get("status") or {})
+    conditions = []
+    for condition in status.get("conditions") or []:
+        if condition.get("type") in ("Ready", "ContainersReady", "PodReadyToStartContainers"):
+            condition = _condition(condition["type"], "False", now)
+            if condition["type"] != "PodReadyToStartContainers":
+                condition["reason"] = "PodCompleted"
+        conditions.append(condition)
+    statuses = []
+    for container in status.get("containerStatuses") or []:
+        started = (container.get("state") or {}).get("running", {}).get("startedAt", now)
+        terminated = {
+            "exitCode": 137,
+            "reason": "Error",
+            "startedAt": started,
+            "finishedAt": now,
+        }
+        if container.get("containerID"):
+            terminated["containerID"] = container["containerID"]
+        statuses.append(
+            {**container, "ready": False, "started": False, "state": {"terminated": terminated}}
+        )
+    status.update({"phase": "Failed", "conditions": conditions, "containerStatuses": statuses})
     return status

@@ -219,12 +219,18 @@ def test_deletion_is_graceful_and_the_clock_ends_it(
         with pytest.raises(ApiException) as caught:
             core.read_namespaced_pod("p", "default")
         assert caught.value.status == 404
-        kube.wait_for("pods", "p", lambda _: len(recorder.events) >= 2, namespace="default")
+        kube.wait_for("pods", "p", lambda _: len(recorder.events) >= 3, namespace="default")
     finally:
         recorder.close()
-    (first, first_obj), (second, _) = recorder.events[:2]
-    assert (first, second) == ("MODIFIED", "DELETED")
-    assert first_obj["metadata"]["deletionGracePeriodSeconds"] == 30
+    (first, deleting_obj), (second, killed), (third, _) = recorder.events[:3]
+    assert (first, second, third) == ("MODIFIED", "MODIFIED", "DELETED")
+    assert deleting_obj["metadata"]["deletionGracePeriodSeconds"] == 30
+    assert deleting_obj["status"]["phase"] == "Running"
+    # The grace period ran out: the kubelet killed the containers and reports it first.
+    assert killed["status"]["phase"] == "Failed"
+    assert conditions(killed)["Ready"] == "False"
+    state = killed["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert state["exitCode"] == 137
 
 
 def test_grace_periods_come_from_the_pod_or_the_request(
