@@ -114,6 +114,9 @@ def main() -> int:
         core.create_namespaced_service_account("shop", {"metadata": {"name": "intruder"}})
         core.create_namespaced_pod("shop", pod("orders-7d4f9", "orders"))
         core.create_namespaced_pod("shop", pod("copycat", "intruder"))
+        # Pods are created Pending; the scheduler binds them and the kubelet starts them.
+        for name in ("orders-7d4f9", "copycat"):
+            kube.wait_for_pod_running(name, namespace="shop")
         for p in core.list_namespaced_pod("shop").items:
             where = f"{p.status.phase} on {p.spec.node_name}, IP {p.status.pod_ip}"
             print(f"    pod {p.metadata.name}: {where}")

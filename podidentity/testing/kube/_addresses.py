@@ -8,6 +8,7 @@ with real pod IPs.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import threading
 
@@ -31,15 +32,18 @@ class AddressExhaustedError(RuntimeError):
 class AddressPool:
     """Hands out IPv4 addresses from a loopback network, one per owner, never two at once.
 
-    Allocation moves round the network like a CNI's host-local IPAM: a released address is not
-    handed out again until the pool has wrapped round, so a test that still holds a deleted pod's
-    address is unlikely to meet a new pod with it. Safe to use from several threads.
+    By default allocation moves round the network: a released address is not handed out again
+    until the pool has wrapped round. With ``reuse=True`` the lowest free address is always
+    handed out, so a released address goes to the very next owner, as a busy node's IPAM does
+    with a deleted pod's IP: code that maps addresses to pods must cope with that, and tests
+    can make it happen on purpose. Safe to use from several threads.
 
     Args:
         network: the block to allocate from; must lie inside 127.0.0.0/8.
+        reuse: hand out the lowest free address (instead of moving round).
     """
 
-    def __init__(self, network: ipaddress.IPv4Network | str) -> None:
+    def __init__(self, network: ipaddress.IPv4Network | str, *, reuse: bool = False) -> None:
         net = ipaddress.IPv4Network(network)
         if not net.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
             raise ValueError(f"{net} is not inside 127.0.0.0/8; emulated addresses stay local")
@@ -47,6 +51,9 @@ class AddressPool:
         self._by_owner: dict[str, ipaddress.IPv4Address] = {}
         self._owners: dict[ipaddress.IPv4Address, str] = {}
         self._cursor = 0
+        self._reuse = reuse
+        #: with ``reuse``: released offsets below the cursor, lowest first (may hold stale ones)
+        self._freed: list[int] = []
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -83,6 +90,13 @@ class AddressPool:
                 return str(held)
             size = self.network.num_addresses
             base = int(self.network.network_address)
+            while self._reuse and self._freed:
+                offset = heapq.heappop(self._freed)
+                ip = ipaddress.IPv4Address(base + offset)
+                if ip not in self._owners:
+                    self._by_owner[owner] = ip
+                    self._owners[ip] = owner
+                    return str(ip)
             for step in range(size):
                 ip = ipaddress.IPv4Address(base + (self._cursor + step) % size)
                 if self._usable(ip) and ip not in self._owners:
@@ -119,6 +133,8 @@ class AddressPool:
             if ip is None:
                 return None
             del self._owners[ip]
+            if self._reuse:
+                heapq.heappush(self._freed, int(ip) - int(self.network.network_address))
             return str(ip)
 
     def address_of(self, owner: str) -> str | None:

@@ -43,14 +43,18 @@ from typing import Any
 
 import attrs
 
-from . import _apply, _crd
+from podidentity.testing._clock import Clock, system_clock
+
+from . import _apply, _crd, _gc, _lifecycle
 from ._errors import APIError
 from ._event_conversion import to_core_event, to_events_v1_event
 from ._fields import FieldSelector
+from ._labels import parse_label_selector
 from ._patch import apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from ._resources import BUILTIN_RESOURCES, ResourceType
 from ._schema import prune, validate
 from ._store import SharedStorage, Store, Stored, encode
+from ._timers import Timers
 from ._validation import field_required, metadata_problems
 
 __all__ = [
@@ -177,10 +181,25 @@ class APIServer:
     Args:
         history_size: events kept per resource for watch resumes; older resumes get 410.
         watch_queue_size: events a watcher may fall behind before its stream is closed with 410.
+        clock: epoch seconds for grace periods and ``deletionTimestamp`` (default: the wall
+            clock; pass a ``ManualClock`` to move time in tests).
     """
 
-    def __init__(self, *, history_size: int = 10_000, watch_queue_size: int = 50_000) -> None:
+    def __init__(
+        self,
+        *,
+        history_size: int = 10_000,
+        watch_queue_size: int = 50_000,
+        clock: Clock | None = None,
+    ) -> None:
         self.store = Store(history_size=history_size)
+        self.clock: Clock = clock or system_clock
+        #: Deadlines on :attr:`clock` (grace periods); see ``_timers.py``.
+        self.timers = Timers(self.clock)
+        #: Owner references and cascading deletion; see ``_gc.py``.
+        self.gc = _gc.GarbageCollector(self)
+        #: uid -> when (on :attr:`clock`) a graceful deletion's grace period ends.
+        self.grace_deadlines: dict[str, float] = {}
         self.watch_queue_size = watch_queue_size
         self._resources: dict[tuple[str, str], ResourceType] = {}
         self._admission: list[tuple[tuple[str, str] | None, AdmissionHook]] = []
@@ -193,6 +212,7 @@ class APIServer:
         self._reaping: set[str] = set()
         for resource in BUILTIN_RESOURCES:
             self.add_resource(resource)
+        _lifecycle.install_binding(self, now_rfc3339)
         # One set of events behind both event APIs, stored in core form like the real server.
         self.store.share(
             SharedStorage(
@@ -386,10 +406,19 @@ class APIServer:
                 queue.task_done()
 
     async def settle(self) -> None:
-        """Wait until observers have handled every change so far (and what they wrote)."""
-        if self._notifications is not None:
-            await self._notifications.join()
-        await asyncio.sleep(0)
+        """Wait until observers have handled every change so far (and what they wrote).
+
+        Deadlines that :attr:`clock` has passed (grace periods) fire first, and the garbage
+        collector finishes its work, so a test that advanced a manual clock sees the result.
+        """
+        while True:
+            await self.timers.run_due()
+            if self._notifications is not None:
+                await self._notifications.join()
+            await self.gc.join()
+            await asyncio.sleep(0)
+            if (self._notifications is None or self._notifications.empty()) and self.gc.idle:
+                return
 
     # ------------------------------------------------------------------ commits
 
@@ -397,6 +426,9 @@ class APIServer:
         key = (resource.group, resource.plural)
         if key == _CRD_KEY:
             self._crd_changed(kind, stored.obj)
+        self.gc.committed(kind, resource, stored.obj)
+        if kind == "DELETED":
+            self.grace_deadlines.pop(stored.obj["metadata"].get("uid", ""), None)
         self._notify(kind, resource, stored.raw)
         if kind == "DELETED" and resource.namespaced:
             namespace = stored.obj["metadata"].get("namespace", "")
@@ -418,6 +450,12 @@ class APIServer:
         stored = self.store.commit(resource, kind, obj, old)
         self._after_commit(kind, resource, stored)
         return stored
+
+    def commit(
+        self, resource: ResourceType, kind: str, obj: dict[str, Any], old: dict[str, Any]
+    ) -> Stored:
+        """Commit a change the server makes itself, past admission and validation (bindings)."""
+        return self._commit(resource, kind, obj, old, dry_run=False)
 
     def _crd_changed(self, kind: str, crd: Mapping[str, Any]) -> None:
         served = _crd.crd_resource(crd)
@@ -492,6 +530,7 @@ class APIServer:
         if not isinstance(metadata, dict):
             raise APIError.bad_request("metadata must be an object")
         problems = metadata_problems(metadata, resource.name_rule)
+        problems.extend(_gc.owner_reference_problems(metadata))
         if resource.schema is not None:
             dropped: list[str] = []
             prune(resource.schema, obj, dropped=dropped)
@@ -753,6 +792,10 @@ class APIServer:
                 dry_run,
             )
         )
+        if (resource.group, resource.plural) == ("", "pods") and subresource is None:
+            immutable = _lifecycle.pod_update_problems(old, obj)
+            if immutable:
+                raise APIError.invalid(resource.kind, resource.group, name, immutable)
         if (resource.group, resource.plural) == _CRD_KEY:
             immutable = _crd.crd_update_problems(old, obj)
             if immutable:
@@ -780,7 +823,8 @@ class APIServer:
                         }
                     ],
                 )
-            if not finalizers:
+            if not finalizers and not old["metadata"].get("deletionGracePeriodSeconds"):
+                # A pod still in its grace period waits for its kubelet, finalizers or not.
                 return self._commit(resource, "DELETED", obj, old, dry_run=dry_run)
         if _spec_part(obj, resource.has_status) != _spec_part(old, resource.has_status):
             metadata["generation"] = int(old["metadata"].get("generation", 1)) + 1
@@ -971,11 +1015,16 @@ class APIServer:
         *,
         namespace: str | None = None,
         preconditions: Mapping[str, str] | None = None,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str | None = None,
         user: UserInfo = ADMIN_USER,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Delete an object; with finalizers it only gets a ``deletionTimestamp``.
+        """Delete an object; with finalizers or a grace period it only gets a ``deletionTimestamp``.
 
+        Pods bound to a node are deleted gracefully (``grace_period_seconds``, default the pod's
+        ``terminationGracePeriodSeconds``; 0 deletes at once). ``propagation_policy`` is
+        ``Background`` (default), ``Foreground`` or ``Orphan``, as in ``DeleteOptions``.
         Returns the object as last stored (with ``deletionTimestamp`` if it lingers).
         """
         stored = await self.delete_stored(
@@ -983,6 +1032,8 @@ class APIServer:
             name,
             namespace,
             preconditions=preconditions,
+            grace_period_seconds=grace_period_seconds,
+            propagation_policy=propagation_policy,
             user=user,
             dry_run=dry_run,
         )
@@ -996,6 +1047,7 @@ class APIServer:
         *,
         preconditions: Mapping[str, Any] | None = None,
         grace_period_seconds: int | None = None,
+        propagation_policy: str | None = None,
         user: UserInfo = ADMIN_USER,
         dry_run: bool = False,
     ) -> Stored:
@@ -1025,7 +1077,13 @@ class APIServer:
                 dry_run,
             )
         )
-        return self.delete_now(resource, current, grace_period_seconds, dry_run=dry_run)
+        return self.delete_now(
+            resource,
+            current,
+            grace_period_seconds,
+            dry_run=dry_run,
+            propagation_policy=propagation_policy,
+        )
 
     def delete_now(
         self,
@@ -1034,16 +1092,40 @@ class APIServer:
         grace_period_seconds: int | None = None,
         *,
         dry_run: bool = False,
+        propagation_policy: str | None = None,
     ) -> Stored:
-        """Delete without admission (the server's own cascades); honours finalizers."""
+        """Delete without admission (the server's own cascades).
+
+        Honours finalizers, pod grace periods and the garbage collector's finalizers
+        (``propagation_policy``); see :meth:`delete`.
+        """
         obj = current.copy()
         metadata = obj["metadata"]
         is_namespace = (resource.group, resource.plural) == _NAMESPACE_KEY
-        if metadata.get("finalizers") or is_namespace:
-            if metadata.get("deletionTimestamp"):
+        is_pod = (resource.group, resource.plural) == ("", "pods")
+        grace = _lifecycle.pod_grace_period(current.obj, grace_period_seconds) if is_pod else 0
+        finalizers = list(metadata.get("finalizers") or [])
+        wanted = _gc.finalizer_for_policy(propagation_policy)
+        if wanted is not None and wanted not in finalizers:
+            # The other policy's finalizer goes: the latest DELETE decides, as upstream.
+            finalizers = [f for f in finalizers if f not in (_gc.FOREGROUND, _gc.ORPHAN)]
+            finalizers.append(wanted)
+        if metadata.get("deletionTimestamp"):
+            previous = int(metadata.get("deletionGracePeriodSeconds") or 0)
+            shorter = grace_period_seconds is not None and grace < previous
+            if not shorter and finalizers == list(metadata.get("finalizers") or []):
                 return current
-            metadata["deletionTimestamp"] = now_rfc3339()
-            metadata["deletionGracePeriodSeconds"] = grace_period_seconds or 0
+            if shorter:
+                # A DELETE may only bring a pending deletion forward (0 forces it).
+                self._start_grace(metadata, grace, dry_run)
+                if grace == 0 and not finalizers:
+                    return self._commit(resource, "DELETED", obj, current.obj, dry_run=dry_run)
+            metadata["finalizers"] = finalizers
+            return self._commit(resource, "MODIFIED", obj, current.obj, dry_run=dry_run)
+        if finalizers or grace or is_namespace:
+            self._start_grace(metadata, grace, dry_run)
+            if finalizers:
+                metadata["finalizers"] = finalizers
             if is_namespace:
                 obj.setdefault("status", {})["phase"] = "Terminating"
             stored = self._commit(resource, "MODIFIED", obj, current.obj, dry_run=dry_run)
@@ -1052,6 +1134,18 @@ class APIServer:
                 asyncio.get_running_loop().call_soon(self._reap_namespace, metadata["name"])
             return stored
         return self._commit(resource, "DELETED", obj, current.obj, dry_run=dry_run)
+
+    def _start_grace(self, metadata: dict[str, Any], grace: int, dry_run: bool) -> None:
+        metadata["deletionTimestamp"] = self._timestamp(grace)
+        metadata["deletionGracePeriodSeconds"] = grace
+        if grace and not dry_run and metadata.get("uid"):
+            # Exact, unlike the timestamp's whole seconds: the kubelet ends the pod on time.
+            self.grace_deadlines[metadata["uid"]] = self.clock() + grace
+
+    def _timestamp(self, after: float = 0) -> str:
+        """An RFC 3339 timestamp ``after`` seconds from now on :attr:`clock`."""
+        moment = dt.datetime.fromtimestamp(self.clock() + after, dt.timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _reap_namespace(self, namespace: str) -> None:
         """Delete everything in a terminating namespace; then the namespace itself."""
@@ -1106,14 +1200,8 @@ class APIServer:
         """A predicate for selectors (``None`` when nothing is selected out)."""
         checks: list[Callable[[Mapping[str, Any]], bool]] = []
         if label_selector:
-            from podidentity.errors import ValidationError
-            from podidentity.models.selectors import LabelSelector
-
-            try:
-                selector = LabelSelector.parse(label_selector)
-            except ValidationError as err:
-                raise APIError.bad_request(f"unable to parse requirement: {err}") from err
-            checks.append(lambda obj: selector.matches(obj["metadata"].get("labels") or {}))
+            matches = parse_label_selector(label_selector)
+            checks.append(lambda obj: matches(obj["metadata"].get("labels") or {}))
         if field_selector:
             fields = FieldSelector.parse(field_selector, resource.group, resource.plural)
             checks.append(fields.matches)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ._addresses import NODE_NETWORK, POD_NETWORK, AddressPool
 from ._apiserver import AdmissionRequest, APIServer, now_rfc3339
 from ._errors import APIError
+from ._lifecycle import bind
 from ._nodes import (
     DEFAULT_INSTANCE_TYPE,
     DEFAULT_REGION,
@@ -46,10 +47,13 @@ from ._nodes import (
 )
 from ._resources import ResourceType
 from ._scheduling import (
+    accepted_status,
     choose_node,
     node_internal_ip,
     pending_status,
     running_status,
+    sandbox_status,
+    terminated_status,
     unschedulable_message,
 )
 
@@ -60,8 +64,7 @@ __all__ = ["Cluster", "install"]
 
 _log = logging.getLogger(__name__)
 
-# How long a pod address handed out during admission may stay unclaimed before it is taken
-# back: admission runs before validation, so a create that fails afterwards would leak it.
+# Real seconds before an address reserved during admission is checked for a pod that holds it.
 _CLAIM_CHECK_DELAY = 2.0
 
 
@@ -79,15 +82,21 @@ class Cluster:
     def __init__(self, emulator: KubeEmulator) -> None:
         self._emulator = emulator
         self._api: APIServer = emulator.apiserver
-        self.pod_addresses = AddressPool(POD_NETWORK)
+        self.pod_addresses = AddressPool(POD_NETWORK, reuse=True)
         self.node_addresses = AddressPool(NODE_NETWORK)
         self._pods = self._api.resource("pods")
         self._nodes = self._api.resource("nodes")
         self._namespaces = self._api.resource("namespaces")
         self._service_accounts = self._api.resource("serviceaccounts")
+        self._starting: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"Cluster(pods={len(self.pod_addresses)}, nodes={len(self.node_addresses)})"
+
+    def starting(self) -> list[asyncio.Task[None]]:
+        """Pod starts in progress (the scheduler's and kubelets' work not yet written)."""
+        return list(self._tasks)
 
     # ------------------------------------------------------------------ wiring
 
@@ -97,6 +106,8 @@ class Cluster:
         self._api.add_observer(self._observe)
         for namespace in self._stored(self._namespaces):
             await self._ensure_default_service_account(namespace["metadata"]["name"])
+        for pod in self._stored(self._pods):
+            self._start(pod)
 
     def _stored(self, resource: ResourceType) -> list[dict[str, Any]]:
         # Committed objects are never mutated by the store; callers only read them.
@@ -245,25 +256,26 @@ class Cluster:
         namespace = request.namespace or ""
         pod = request.object
         await self._check_service_account(pod, namespace, request.name)
-        if request.dry_run or self._keep_given_status(pod, namespace, request.name):
-            return
-        self._schedule_into(pod, namespace, request.name)
+        if not request.dry_run:
+            self._keep_given_status(pod, namespace, request.name)
 
-    def _keep_given_status(self, pod: dict[str, Any], namespace: str, name: str) -> bool:
-        """Respect a status set up by a test (``KubeEmulator.create`` keeps it).
+    def _keep_given_status(self, pod: dict[str, Any], namespace: str, name: str) -> None:
+        """Hold the address of a pod a test created already started (``KubeEmulator.create``).
 
-        A pod that arrives already started (a ``podIP`` or a phase past ``Pending``) is left as
-        it is; its address, if it is one of ours, is held so no other pod gets it.
+        Such a pod (a ``podIP``, or a phase past ``Pending``) is left as it is by the scheduler
+        and the kubelet; its address, if it is one of ours, is held so no other pod gets it.
         """
         status = pod.get("status") or {}
-        if not status.get("podIP") and status.get("phase", "Pending") == "Pending":
-            return False
         address = status.get("podIP")
         if address and not (pod.get("spec") or {}).get("hostNetwork"):
             # Outside the pool, or deliberately shared with another pod: the test's choice.
             with contextlib.suppress(ValueError):
                 self.pod_addresses.reserve(_pod_key(namespace, name), str(address))
-        return True
+                # Admission runs before validation: a create refused afterwards must not keep
+                # the address, so look again once the create has had time to finish.
+                asyncio.get_running_loop().call_later(
+                    _CLAIM_CHECK_DELAY, self._release_unless_used, namespace, name, str(address)
+                )
 
     async def _check_service_account(self, pod: dict[str, Any], namespace: str, name: str) -> None:
         spec = pod.setdefault("spec", {})
@@ -288,7 +300,7 @@ class Cluster:
             {"name": name, "kind": "pods"},
         )
 
-    # ------------------------------------------------------------------ scheduling
+    # ------------------------------------------------------------------ scheduling and kubelets
 
     def _pods_per_node(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -298,36 +310,124 @@ class Cluster:
                 counts[node] = counts.get(node, 0) + 1
         return counts
 
-    def _schedule_into(self, pod: dict[str, Any], namespace: str, name: str) -> bool:
-        """Bind and start ``pod`` in place if a node is available; returns whether it runs."""
-        spec = pod.setdefault("spec", {})
+    @staticmethod
+    def _needs_start(pod: Mapping[str, Any]) -> bool:
+        status = pod.get("status") or {}
+        return (
+            not pod["metadata"].get("deletionTimestamp")
+            and not status.get("podIP")
+            and status.get("phase", "Pending") == "Pending"
+        )
+
+    def _start(self, pod: Mapping[str, Any]) -> None:
+        """Schedule and start ``pod`` in the background, once (per uid) at a time."""
+        uid = pod["metadata"].get("uid", "")
+        if uid in self._starting or not self._needs_start(pod):
+            return
+        self._starting.add(uid)
+        meta = pod["metadata"]
+        task = asyncio.get_running_loop().create_task(
+            self._bring_up(meta["namespace"], meta["name"], uid)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _current(self, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
+        """The pod if it is still the same one and still waits to start."""
+        pod = self._get(self._pods, namespace, name)
+        if pod is None or pod["metadata"].get("uid") != uid or not self._needs_start(pod):
+            return None
+        return pod
+
+    async def _pause(self) -> None:
+        delay = self._emulator.pod_start_delay
+        await asyncio.sleep(delay) if delay > 0 else await asyncio.sleep(0)
+
+    async def _bring_up(self, namespace: str, name: str, uid: str) -> None:
+        """The scheduler's binding, then the kubelet's three status writes, each after a pause."""
+        try:
+            await self._pause()
+            pod = self._current(namespace, name, uid)
+            if pod is None:
+                return
+            if not pod.get("spec", {}).get("nodeName"):
+                if not await self._schedule(pod, namespace, name, uid):
+                    return
+                await self._pause()
+            await self._run_on_node(namespace, name, uid)
+        except APIError as err:
+            # Deleted or changed meanwhile; its own events will bring it back here.
+            _log.debug("could not start pod %s/%s: %s", namespace, name, err)
+        finally:
+            self._starting.discard(uid)
+
+    async def _schedule(self, pod: dict[str, Any], namespace: str, name: str, uid: str) -> bool:
         nodes = self._stored(self._nodes)
-        bound = spec.get("nodeName")
-        node: Mapping[str, Any] | None
-        if bound:
-            node = self._get(self._nodes, "", bound)
-            if node is None:
-                # Bound to a node that does not exist (yet): no kubelet runs it.
-                pod["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+        node = choose_node(pod, nodes, self._pods_per_node())
+        if node is None:
+            status = pending_status(unschedulable_message(pod, nodes), now=now_rfc3339())
+            old = (pod.get("status") or {}).get("conditions")
+            if old and [{**c, "lastTransitionTime": None} for c in old] == [
+                {**c, "lastTransitionTime": None} for c in status["conditions"]
+            ]:
                 return False
-        else:
-            node = choose_node(pod, nodes, self._pods_per_node())
-            if node is None:
-                pod["status"] = pending_status(unschedulable_message(pod, nodes), now=now_rfc3339())
-                return False
-            spec["nodeName"] = node["metadata"]["name"]
+            await self._write_status(namespace, name, uid, status)
+            return False
+        await bind(self._api, namespace, name, node["metadata"]["name"], uid=uid, now=now_rfc3339())
+        return True
+
+    async def _write_status(
+        self, namespace: str, name: str, uid: str, status: dict[str, Any]
+    ) -> None:
+        await self._api.patch(
+            self._pods,
+            name,
+            [
+                {"op": "test", "path": "/metadata/uid", "value": uid},
+                {"op": "add", "path": "/status", "value": status},
+            ],
+            namespace=namespace,
+            patch_type="json",
+            subresource="status",
+        )
+
+    async def _run_on_node(self, namespace: str, name: str, uid: str) -> None:
+        pod = self._current(namespace, name, uid)
+        if pod is None:
+            return
+        node = self._get(self._nodes, "", pod["spec"]["nodeName"])
+        if node is None:
+            return  # bound to a node that does not exist (yet): no kubelet runs it
         host_ip = node_internal_ip(node) or ""
-        if spec.get("hostNetwork"):
+        await self._write_status(
+            namespace, name, uid, accepted_status(pod, host_ip=host_ip, now=now_rfc3339())
+        )
+        await self._pause()
+        pod = self._current(namespace, name, uid)
+        if pod is None:
+            return
+        if pod["spec"].get("hostNetwork"):
             pod_ip = host_ip
         else:
             pod_ip = self.pod_addresses.allocate(_pod_key(namespace, name))
-            asyncio.get_running_loop().call_later(
-                _CLAIM_CHECK_DELAY, self._reclaim_if_unused, namespace, name, pod_ip
+        try:
+            await self._write_status(
+                namespace, name, uid, sandbox_status(pod, pod_ip=pod_ip, now=now_rfc3339())
             )
-        pod["status"] = running_status(pod, pod_ip=pod_ip, host_ip=host_ip, now=now_rfc3339())
-        return True
+        except APIError:
+            self._release_unless_used(namespace, name, pod_ip)
+            raise
+        await self._pause()
+        pod = self._get(self._pods, namespace, name)
+        if pod is None or pod["metadata"].get("uid") != uid:
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            return
+        status = running_status(pod, pod_ip=pod_ip, host_ip=host_ip, now=now_rfc3339())
+        status["startTime"] = (pod.get("status") or {}).get("startTime", status["startTime"])
+        await self._write_status(namespace, name, uid, status)
 
-    def _reclaim_if_unused(self, namespace: str, name: str, address: str) -> None:
+    def _release_unless_used(self, namespace: str, name: str, address: str) -> None:
         owner = _pod_key(namespace, name)
         if self.pod_addresses.address_of(owner) != address:
             return
@@ -335,49 +435,64 @@ class Cluster:
         if pod is None or pod.get("status", {}).get("podIP") != address:
             self.pod_addresses.release(owner)
 
-    async def _start_waiting_pods(self) -> None:
-        """Bind and start every pod that waits for a node (after a node change)."""
+    def _start_waiting_pods(self) -> None:
+        """Retry every pod that waits for a node (after a node change)."""
         for pod in self._stored(self._pods):
-            status = pod.get("status") or {}
-            meta = pod["metadata"]
-            if status.get("phase") != "Pending" or meta.get("deletionTimestamp"):
-                continue
-            updated = {k: v for k, v in pod.items() if k != "status"}
-            updated["spec"] = dict(pod.get("spec") or {})
-            if not self._schedule_into(updated, meta["namespace"], meta["name"]):
-                continue
+            self._start(pod)
+
+    # ------------------------------------------------------------------ graceful deletion
+
+    def _terminating(self, pod: Mapping[str, Any]) -> None:
+        """The kubelet saw a deletion: stop the pod once its grace period is over."""
+        meta = pod["metadata"]
+        grace = int(meta.get("deletionGracePeriodSeconds") or 0)
+        node = pod.get("spec", {}).get("nodeName")
+        if grace <= 0 or not node or self._get(self._nodes, "", node) is None:
+            return  # forced already, or no kubelet to finish it (as in a real cluster)
+        key = ("kubelet-delete", meta["uid"])
+        due = self._api.grace_deadlines.get(meta["uid"], self._api.clock() + grace)
+        scheduled = self._api.timers.deadline(key)
+        if scheduled is not None and scheduled <= due:
+            return
+        namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+
+        async def finish() -> None:
+            current = self._get(self._pods, namespace, name)
+            if current is None or current["metadata"].get("uid") != uid:
+                return
             try:
-                if updated["spec"].get("nodeName") != (pod.get("spec") or {}).get("nodeName"):
-                    await self._api.patch(
-                        self._pods,
-                        meta["name"],
-                        {"spec": {"nodeName": updated["spec"]["nodeName"]}},
-                        namespace=meta["namespace"],
+                if (current.get("status") or {}).get("phase") == "Running":
+                    # Killed at the end of the grace period: the terminal status comes first.
+                    await self._write_status(
+                        namespace, name, uid, terminated_status(current, now=now_rfc3339())
                     )
-                await self._api.patch(
-                    self._pods,
-                    meta["name"],
-                    {"status": updated["status"]},
-                    namespace=meta["namespace"],
-                    subresource="status",
+                await self._api.delete_stored(
+                    self._pods, name, namespace, preconditions={"uid": uid}, grace_period_seconds=0
                 )
             except APIError as err:
-                # Deleted or changed meanwhile; its own events will bring it back here.
-                _log.debug("could not start pod %s/%s: %s", meta["namespace"], meta["name"], err)
+                _log.debug("kubelet could not delete %s/%s: %s", namespace, name, err)
+
+        self._api.timers.schedule(key, due, finish)
 
     # ------------------------------------------------------------------ observers
 
     async def _observe(self, event: str, resource: ResourceType, obj: dict[str, Any]) -> None:
         key = (resource.group, resource.plural)
-        if key == ("", "pods") and event == "DELETED":
-            self._pod_gone(obj)
+        if key == ("", "pods"):
+            if event == "DELETED":
+                self._api.timers.cancel(("kubelet-delete", obj["metadata"].get("uid")))
+                self._pod_gone(obj)
+            elif obj["metadata"].get("deletionTimestamp"):
+                self._terminating(obj)
+            else:
+                self._start(obj)
         elif key == ("", "nodes"):
             if event == "DELETED":
                 await self._node_gone(obj["metadata"]["name"])
             else:
                 # Pods bound to this node by name start even if it is not Ready (the kubelet
                 # binding); unbound pending pods are scheduled only onto Ready nodes.
-                await self._start_waiting_pods()
+                self._start_waiting_pods()
         elif key == ("", "namespaces") and event == "ADDED":
             await self._ensure_default_service_account(obj["metadata"]["name"])
         elif (
@@ -406,7 +521,13 @@ class Cluster:
             if pod.get("spec", {}).get("nodeName") == name:
                 meta = pod["metadata"]
                 try:
-                    await self._api.delete(self._pods, meta["name"], namespace=meta["namespace"])
+                    # The pod garbage collector force-deletes pods of a node that is gone.
+                    await self._api.delete(
+                        self._pods,
+                        meta["name"],
+                        namespace=meta["namespace"],
+                        grace_period_seconds=0,
+                    )
                 except APIError as err:
                     _log.debug("pod GC of %s/%s: %s", meta["namespace"], meta["name"], err)
 

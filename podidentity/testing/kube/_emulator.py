@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,9 +26,12 @@ from ._apiserver import APIServer
 from ._errors import APIError, status_body
 from ._kubeconfig import InClusterConfig, write_in_cluster, write_kubeconfig
 from ._rest import RestApp
-from ._store import encode
+from ._store import Watcher, encode
 
-__all__ = ["KubeEmulator"]
+__all__ = ["DEFAULT_POD_START_DELAY", "KubeEmulator"]
+
+#: Default real seconds per step of a pod's start: small, but never "at once".
+DEFAULT_POD_START_DELAY = 0.01
 
 _T = TypeVar("_T")
 #: A query string holding a true ``watch`` parameter, read as the API server reads booleans:
@@ -67,6 +72,18 @@ def _resource_path(resource: str, group: str | None, named: bool | None) -> str:
     return rf"{collection}/[^/]+{subresource}$" if named else rf"{collection}$"
 
 
+def _pod_is_running(pod: Mapping[str, Any] | None) -> bool:
+    """Whether a pod has been started: phase ``Running``, a ``podIP`` and ``Ready=True``."""
+    if pod is None:
+        return False
+    status = pod.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    return status.get("phase") == "Running" and bool(status.get("podIP")) and ready
+
+
 def _error_body(status: int, message: str) -> tuple[bytes, str]:
     return encode(status_body(APIError(status, message=message))), "application/json"
 
@@ -88,9 +105,13 @@ class KubeEmulator:
         plugins: run the cluster simulation (:attr:`cluster`: scheduler, kubelet,
             service-account controller) and serve service-account tokens
             (:attr:`service_accounts`: TokenRequest, TokenReview, OIDC discovery).
-        clock: the server's time in epoch seconds (:class:`~podidentity.testing.Clock`);
-            a :class:`~podidentity.testing.ManualClock` moves time for token issuance and
-            review without sleeping. One clock object can drive the Azure emulator too.
+        clock: the server's time in epoch seconds (:class:`~podidentity.testing.Clock`), for
+            token issuance and review, grace periods and ``deletionTimestamp``; a
+            :class:`~podidentity.testing.ManualClock` moves time without sleeping. One clock
+            object can drive the Azure emulator too.
+        pod_start_delay: real seconds the scheduler and the kubelet take for each step of a
+            pod's start (binding, then three status writes); ``0`` runs the steps back to
+            back, still as separate writes. Also settable later (:attr:`pod_start_delay`).
     """
 
     def __init__(
@@ -104,12 +125,19 @@ class KubeEmulator:
         install_crds: bool = True,
         plugins: bool = True,
         clock: Clock = system_clock,
+        pod_start_delay: float = DEFAULT_POD_START_DELAY,
     ) -> None:
+        if pod_start_delay < 0:
+            raise ValueError(f"pod_start_delay must be 0 or more seconds, not {pod_start_delay}")
         self.tls = tls
         self.clock = clock
         self.auth = tls if auth is None else auth
         self.token = secrets.token_urlsafe(24)
-        self.apiserver = APIServer(history_size=history_size, watch_queue_size=watch_queue_size)
+        #: Real seconds per step of a pod's start (binding, then each kubelet status write).
+        self.pod_start_delay = pod_start_delay
+        self.apiserver = APIServer(
+            history_size=history_size, watch_queue_size=watch_queue_size, clock=clock
+        )
         self.faults = FaultInjector()
         self.requests = RequestLog()
         self._install_crds = install_crds
@@ -347,13 +375,131 @@ class KubeEmulator:
             )
         )
 
-    def delete(self, resource: str, name: str, *, namespace: str | None = None) -> dict[str, Any]:
-        """Delete an object (it lingers with a ``deletionTimestamp`` if it has finalizers)."""
-        return self.call(self.apiserver.delete(resource, name, namespace=namespace))
+    def delete(
+        self,
+        resource: str,
+        name: str,
+        *,
+        namespace: str | None = None,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str | None = None,
+    ) -> dict[str, Any]:
+        """Delete an object, as ``DELETE`` with these ``DeleteOptions`` does.
+
+        It lingers with a ``deletionTimestamp`` while it has finalizers, and a pod bound to a
+        node while its grace period runs (``grace_period_seconds=0`` deletes it at once).
+        """
+        return self.call(
+            self.apiserver.delete(
+                resource,
+                name,
+                namespace=namespace,
+                grace_period_seconds=grace_period_seconds,
+                propagation_policy=propagation_policy,
+            )
+        )
+
+    def wait_for(
+        self,
+        resource: str,
+        name: str,
+        condition: Callable[[dict[str, Any] | None], bool],
+        *,
+        namespace: str | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any] | None:
+        """Wait until ``condition(object)`` holds (``object`` is ``None`` while it does not exist).
+
+        Woken by the object's own changes (no polling). Returns the object (or ``None``).
+
+        Raises:
+            TimeoutError: ``timeout`` real seconds passed first; the message shows the last state.
+        """
+        return self.call(
+            self._wait_for(resource, name, condition, namespace, timeout), timeout=None
+        )
+
+    async def _wait_for(
+        self,
+        resource: str,
+        name: str,
+        condition: Callable[[dict[str, Any] | None], bool],
+        namespace: str | None,
+        timeout: float,
+    ) -> dict[str, Any] | None:
+        rtype = self.apiserver.resource(resource)
+        store = self.apiserver.store.of(rtype)
+        key = ((namespace or "") if rtype.namespaced else "", name)
+        watcher = Watcher(namespace=None, predicate=None, max_queue=1 << 30)
+        store.watchers.add(watcher)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                watcher.queue.clear()
+                watcher.wakeup.clear()
+                stored = store.objects.get(key)
+                current = None if stored is None else stored.copy()
+                if condition(current):
+                    return current
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    state = "absent" if current is None else json.dumps(current.get("status"))
+                    raise TimeoutError(
+                        f"{rtype.plural} {key[0] + '/' if key[0] else ''}{name} did not reach the "
+                        f"awaited state within {timeout} s; last status: {state}"
+                    )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(watcher.wakeup.wait(), timeout=remaining)
+        finally:
+            store.watchers.discard(watcher)
+
+    def wait_for_pod_running(
+        self, name: str, *, namespace: str = "default", timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """Wait until the scheduler and the kubelet have started a pod; returns it.
+
+        "Started" is what controllers look for: phase ``Running``, a ``podIP`` and
+        ``Ready=True``.
+
+        Raises:
+            TimeoutError: not Running within ``timeout`` real seconds (a pod that cannot be
+                scheduled says why in the message).
+        """
+        pod = self.wait_for("pods", name, _pod_is_running, namespace=namespace, timeout=timeout)
+        assert pod is not None
+        return pod
+
+    async def wait_for_pod_running_async(
+        self, name: str, *, namespace: str = "default", timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """:meth:`wait_for_pod_running` for asyncio tests (does not block their loop)."""
+        return await asyncio.to_thread(
+            self.wait_for_pod_running, name, namespace=namespace, timeout=timeout
+        )
+
+    def wait_for_deletion(
+        self, resource: str, name: str, *, namespace: str | None = None, timeout: float = 30.0
+    ) -> None:
+        """Wait until an object is gone (finalizers removed, grace period over)."""
+        self.wait_for(resource, name, lambda obj: obj is None, namespace=namespace, timeout=timeout)
 
     def settle(self) -> None:
-        """Wait until plug-in observers have handled every change so far."""
-        self.call(self.apiserver.settle())
+        """Wait until plug-in observers have handled every change so far.
+
+        Also fires what the clock has made due (grace periods after ``clock.advance``) and
+        lets the garbage collector finish; pods that can start are started.
+        """
+
+        async def settle() -> None:
+            while True:
+                await self.apiserver.settle()
+                starting = self._cluster.starting() if self._cluster is not None else []
+                if not starting:
+                    return
+                await asyncio.gather(*starting, return_exceptions=True)
+
+        self.call(settle())
 
     # ------------------------------------------------------------------ faults
 

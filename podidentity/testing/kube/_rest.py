@@ -27,6 +27,7 @@ from podidentity.testing._asgi import Receive, Scope, Send, read_body
 from . import _discovery, _openapi
 from ._apiserver import ADMIN_USER, APIRequest, APIServer, UserInfo
 from ._errors import APIError, status_body
+from ._listoptions import EXACT, ListOptions, too_large_resource_version
 from ._resources import ResourceType
 from ._store import Event, Stored, Watcher, encode
 from ._table import table
@@ -48,7 +49,6 @@ _VERB_OF_METHOD = {
     "PATCH": "patch",
     "DELETE": "delete",
 }
-_DEFAULT_WATCH_TIMEOUT = 1800.0
 _CHUNK_LIMIT = 1 << 20
 
 
@@ -109,6 +109,8 @@ class _DeleteOptions:
     grace_period_seconds: int | None
     preconditions: Mapping[str, Any] | None
     propagation_policy: str | None
+    #: ``orphanDependents`` as given (deprecated; ``False`` asks for a 202 on lingering).
+    orphan_dependents: bool | None = None
 
     @classmethod
     def read(cls, query: Mapping[str, str], body: Any) -> _DeleteOptions:
@@ -117,8 +119,24 @@ class _DeleteOptions:
         options = body if isinstance(body, Mapping) else {}
         grace = options.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
         policy = options.get("propagationPolicy", query.get("propagationPolicy"))
+        orphan = options.get("orphanDependents", query.get("orphanDependents"))
+        if orphan is not None and policy is not None:
+            raise APIError.invalid(
+                "DeleteOptions",
+                "meta.k8s.io",
+                "",
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "field": "propagationPolicy",
+                        "message": f'Invalid value: "{policy}": orphanDependents and '
+                        "deletionPropagation cannot be both set",
+                    }
+                ],
+            )
+        if orphan is not None:
+            policy = "Orphan" if str(orphan).lower() == "true" else "Background"
         if policy is not None and policy not in _PROPAGATION_POLICIES:
-            # Accepted, but without a garbage collector only its validation shows.
             supported = ", ".join(f'"{p}"' for p in (*_PROPAGATION_POLICIES, "nil"))
             raise APIError.invalid(
                 "DeleteOptions",
@@ -132,11 +150,18 @@ class _DeleteOptions:
                     }
                 ],
             )
+        try:
+            grace_seconds = int(grace) if grace is not None else None
+        except (TypeError, ValueError) as err:
+            raise APIError.bad_request(
+                f'invalid gracePeriodSeconds "{grace}": must be an integer'
+            ) from err
         return cls(
             dry_run=options.get("dryRun") == ["All"] or query.get("dryRun") == "All",
-            grace_period_seconds=int(grace) if grace is not None else None,
+            grace_period_seconds=grace_seconds,
             preconditions=options.get("preconditions"),
             propagation_policy=policy,
+            orphan_dependents=None if orphan is None else str(orphan).lower() == "true",
         )
 
 
@@ -407,6 +432,7 @@ class RestApp:
                 raise APIError.method_not_allowed()
             return
         if method == "GET":
+            self._check_not_future(request.query.get("resourceVersion", ""))
             stored = api.get_stored(resource, name, namespace)
             if request.wants_table():
                 await self._send_table(send, request, resource, [stored.obj], stored.rv)
@@ -459,15 +485,24 @@ class RestApp:
                 namespace,
                 preconditions=options.preconditions,
                 grace_period_seconds=options.grace_period_seconds,
+                propagation_policy=options.propagation_policy,
                 user=user,
                 dry_run=dry_run,
             )
             lingering = bool(stored.obj["metadata"].get("deletionTimestamp")) and (
                 api._key(resource, namespace, name) in api.store.of(resource).objects
             )
-            await _respond(send, 202 if lingering and not dry_run else 200, stored.raw)
+            # 200 even when the object lingers (finalizers, a pod's grace period): upstream
+            # keeps 202 for the deprecated orphanDependents=false only, for old clients' sake.
+            accepted = lingering and not dry_run and options.orphan_dependents is False
+            await _respond(send, 202 if accepted else 200, stored.raw)
         else:
             raise APIError.method_not_allowed()
+
+    def _check_not_future(self, rv_text: str) -> None:
+        """A resourceVersion the store has not reached is a 504, as from the watch cache."""
+        if rv_text.isdigit() and int(rv_text) > self.apiserver.store.rv:
+            raise too_large_resource_version(int(rv_text), self.apiserver.store.rv)
 
     def _selected(self, request: _Request, resource: ResourceType, namespace: str | None) -> Any:
         return self.apiserver.select(
@@ -479,13 +514,22 @@ class RestApp:
     async def _list(
         self, request: _Request, send: Send, resource: ResourceType, namespace: str | None
     ) -> None:
+        options = ListOptions.parse(request.query, watch=False)
+        self._check_not_future(options.resource_version)
         predicate = self._selected(request, resource, namespace)
         store = self.apiserver.store.of(resource)
-        limit = int(request.query.get("limit", "0") or 0)
-        token = request.query.get("continue")
+        limit = options.limit
+        token = options.continue_token
         list_rv = self.apiserver.store.rv
         objects: Mapping[tuple[str, str], Stored] = store.objects
         keys = store.sorted_keys()
+        if options.resource_version_match == EXACT:
+            # The list as it was at that resourceVersion, rebuilt from the event history.
+            list_rv = int(options.resource_version)
+            exact = store.snapshot(list_rv)
+            if exact is None:
+                raise APIError.gone("The resourceVersion for the provided list is too old.")
+            objects, keys = exact
         if token:
             # Later pages come from the first page's snapshot, as etcd serves them at the
             # list's resourceVersion: nothing is skipped or seen twice while writers run.
@@ -562,6 +606,7 @@ class RestApp:
                 key[1],
                 key[0] or None,
                 grace_period_seconds=options.grace_period_seconds,
+                propagation_policy=options.propagation_policy,
                 user=user,
                 dry_run=options.dry_run,
             )
@@ -576,12 +621,14 @@ class RestApp:
     ) -> None:
         api = self.apiserver
         query = request.query
+        options = ListOptions.parse(query, watch=True)
         predicate = self._selected(request, resource, namespace)
         store = api.store.of(resource)
-        rv_text = query.get("resourceVersion", "")
-        bookmarks = query_flag(query, "allowWatchBookmarks")
-        send_initial = query_flag(query, "sendInitialEvents")
-        timeout = float(query.get("timeoutSeconds") or _DEFAULT_WATCH_TIMEOUT)
+        rv_text = options.resource_version
+        bookmarks = options.allow_bookmarks
+        send_initial = bool(options.send_initial_events)
+        timeout = options.timeout
+        too_large = rv_text.isdigit() and int(rv_text) > api.store.rv
         watcher = Watcher(
             namespace=namespace if resource.namespaced else None,
             predicate=predicate,
@@ -589,24 +636,23 @@ class RestApp:
         )
         initial: list[tuple[Event, str]] = []
         expired = False
-        if rv_text in ("", "0") or send_initial:
+        if too_large:
+            pass  # reported on the stream below
+        elif options.initial_events:
             for key in store.sorted_keys():
                 stored = store.objects[key]
                 if watcher._visible(stored.obj):
                     initial.append((Event("ADDED", stored.rv, stored.obj, stored.raw), "ADDED"))
-        else:
-            try:
-                since = int(rv_text)
-            except ValueError as err:
-                raise APIError.bad_request(f"invalid resource version {rv_text!r}") from err
-            replay = store.events_after(since)
+        elif rv_text not in ("", "0"):
+            # Every change after that resourceVersion (sendInitialEvents=false, or legacy).
+            replay = store.events_after(int(rv_text))
             if replay is None:
                 expired = True
             else:
                 for event in replay:
                     watcher.offer(event)
         initial_end_rv = api.store.rv
-        if not expired:
+        if not expired and not too_large:
             store.watchers.add(watcher)
         table_mode = request.wants_table()
         await send(
@@ -621,6 +667,13 @@ class RestApp:
         )
         disconnect = asyncio.ensure_future(self._wait_disconnect(request, watcher))
         try:
+            if too_large:
+                # Once the request is accepted, the watch cache reports errors as an event.
+                error = too_large_resource_version(int(rv_text), api.store.rv)
+                await self._send_chunk(
+                    send, b'{"type":"ERROR","object":' + encode(status_body(error)) + b"}\n"
+                )
+                return
             if expired:
                 await self._send_chunk(
                     send,

@@ -12,11 +12,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
+    "accepted_status",
     "choose_node",
     "is_node_ready",
     "node_internal_ip",
     "pending_status",
     "running_status",
+    "sandbox_status",
+    "terminated_status",
     "unschedulable_message",
     "why_not",
 ]
@@ -179,4 +182,106 @@ def running_status(pod: Obj, *, pod_ip: str, host_ip: str, now: str) -> dict[str
     init = statuses("initContainers", finished=True)
     if init:
         status["initContainerStatuses"] = init
+    return status
+
+
+def _waiting(pod: Obj, reason: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": "",
+            "ready": False,
+            "started": False,
+            "restartCount": 0,
+            "state": {"waiting": {"reason": reason}},
+            "lastState": {},
+        }
+        for container in (pod.get("spec", {}).get("containers") or [])
+    ]
+
+
+def _not_ready(pod: Obj, kind: str, now: str) -> dict[str, Any]:
+    names = " ".join(c["name"] for c in pod.get("spec", {}).get("containers") or [])
+    return _condition(
+        kind,
+        "False",
+        now,
+        reason="ContainersNotReady",
+        message=f"containers with unready status: [{names}]",
+    )
+
+
+def accepted_status(pod: Obj, *, host_ip: str, now: str) -> dict[str, Any]:
+    """The kubelet's first status for a pod it admitted: the node's address, no pod IP yet.
+
+    Containers wait in ``ContainerCreating`` while the sandbox (and its network) is set up.
+    """
+    status = dict(pod.get("status") or {})
+    scheduled = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"),
+        _condition("PodScheduled", "True", now),
+    )
+    status.update(
+        {
+            "phase": "Pending",
+            "conditions": [
+                _condition("PodReadyToStartContainers", "False", now),
+                _condition("Initialized", "True", now),
+                _not_ready(pod, "Ready", now),
+                _not_ready(pod, "ContainersReady", now),
+                scheduled,
+            ],
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
+            "startTime": now,
+            "containerStatuses": _waiting(pod, "ContainerCreating"),
+            "qosClass": "BestEffort",
+        }
+    )
+    return status
+
+
+def sandbox_status(pod: Obj, *, pod_ip: str, now: str) -> dict[str, Any]:
+    """The status once the pod's sandbox has its network: ``podIP`` set, containers starting."""
+    status = dict(pod.get("status") or {})
+    conditions = [
+        _condition("PodReadyToStartContainers", "True", now)
+        if c.get("type") == "PodReadyToStartContainers"
+        else c
+        for c in status.get("conditions") or []
+    ]
+    status.update({"conditions": conditions, "podIP": pod_ip, "podIPs": [{"ip": pod_ip}]})
+    return status
+
+
+def terminated_status(pod: Obj, *, now: str) -> dict[str, Any]:
+    """The kubelet's last status for a pod whose grace period ran out: killed, ``Failed``.
+
+    Containers that did not stop on SIGTERM are killed with SIGKILL (exit code 137) at the end
+    of the grace period, and the kubelet reports the pod's terminal phase before it deletes it.
+    """
+    status = dict(pod.get("status") or {})
+    conditions = []
+    for condition in status.get("conditions") or []:
+        if condition.get("type") in ("Ready", "ContainersReady", "PodReadyToStartContainers"):
+            condition = _condition(condition["type"], "False", now)
+            if condition["type"] != "PodReadyToStartContainers":
+                condition["reason"] = "PodCompleted"
+        conditions.append(condition)
+    statuses = []
+    for container in status.get("containerStatuses") or []:
+        started = (container.get("state") or {}).get("running", {}).get("startedAt", now)
+        terminated = {
+            "exitCode": 137,
+            "reason": "Error",
+            "startedAt": started,
+            "finishedAt": now,
+        }
+        if container.get("containerID"):
+            terminated["containerID"] = container["containerID"]
+        statuses.append(
+            {**container, "ready": False, "started": False, "state": {"terminated": terminated}}
+        )
+    status.update({"phase": "Failed", "conditions": conditions, "containerStatuses": statuses})
     return status

@@ -76,6 +76,11 @@ class Event:
         return self._line
 
 
+def _stopped_matching(event: Event, old: dict[str, Any]) -> Event:
+    previous = {**old, "metadata": {**old["metadata"], "resourceVersion": str(event.rv)}}
+    return Event("DELETED", event.rv, previous, encode(previous), old)
+
+
 def _line(kind: str, raw: bytes) -> bytes:
     return b'{"type":"' + kind.encode() + b'","object":' + raw + b"}\n"
 
@@ -141,7 +146,10 @@ class Watcher:
             if now and not before:
                 self._push(event, "ADDED")
             elif before and not now:
-                self._push(event, "DELETED")
+                # As the watch cache does: the object as this watcher last saw it (it no longer
+                # matches), stamped with the resourceVersion of the change that hid it.
+                assert event.old is not None
+                self._push(_stopped_matching(event, event.old), "DELETED")
             elif now:
                 self._push(event, "MODIFIED")
             return

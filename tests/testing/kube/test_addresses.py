@@ -101,3 +101,19 @@ def test_allocation_is_thread_safe() -> None:
     for t in threads:
         t.join()
     assert len(set(results)) == 800
+
+
+def test_a_reusing_pool_hands_out_the_lowest_free_address() -> None:
+    pool = AddressPool("127.30.0.0/24", reuse=True)
+    first, second, third = (pool.allocate(name) for name in ("a", "b", "c"))
+    assert (first, second, third) == ("127.30.0.1", "127.30.0.2", "127.30.0.3")
+    pool.release("c")
+    pool.release("a")
+    # The lowest released address first, then the next, then fresh ones.
+    assert pool.allocate("d") == first
+    assert pool.allocate("e") == third
+    assert pool.allocate("f") == "127.30.0.4"
+    # A released address someone reserved meanwhile is skipped.
+    pool.release("b")
+    pool.reserve("g", second)
+    assert pool.allocate("h") == "127.30.0.5"

@@ -53,6 +53,17 @@ def condition(obj: Any, kind: str) -> Any:
     return next(c for c in obj.status.conditions if c.type == kind)
 
 
+def running(kube: KubeEmulator, core: kubernetes.client.CoreV1Api, name: str) -> Any:
+    """The pod once the scheduler and the kubelet have started it, read through the client."""
+    kube.wait_for_pod_running(name)
+    return core.read_namespaced_pod(name, "default")
+
+
+def unschedulable(pod: dict[str, Any] | None) -> bool:
+    conditions = ((pod or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "PodScheduled" and c["status"] == "False" for c in conditions)
+
+
 # --- control-plane basics -------------------------------------------------------------------
 
 
@@ -83,7 +94,8 @@ def test_a_pod_right_after_its_namespace_does_not_race_the_controller(
     core.create_namespace({"metadata": {"name": "fresh"}})
     created = core.create_namespaced_pod("fresh", pod("p"))
     assert created.spec.service_account_name == "default"
-    assert created.status.phase == "Running"
+    assert created.status.phase == "Pending"
+    kube.wait_for_pod_running("p", namespace="fresh")
 
 
 def test_pods_run_as_default_unless_they_name_a_service_account(
@@ -154,13 +166,14 @@ def test_nodes_carry_azure_provider_ids_addresses_and_labels(
 
 
 def test_a_node_registered_through_the_api_gets_a_kubelet_status(
-    cluster: Cluster, core: kubernetes.client.CoreV1Api
+    kube: KubeEmulator, cluster: Cluster, core: kubernetes.client.CoreV1Api
 ) -> None:
     core.create_node({"metadata": {"name": "raw"}})
     node = core.read_node("raw")
     assert condition(node, "Ready").status == "True"
     assert node.status.addresses[0].type == "InternalIP"
-    assert core.create_namespaced_pod("default", pod("p")).spec.node_name == "raw"
+    core.create_namespaced_pod("default", pod("p"))
+    assert running(kube, core, "p").spec.node_name == "raw"
 
 
 def test_set_node_ready(cluster: Cluster, core: kubernetes.client.CoreV1Api) -> None:
@@ -175,14 +188,16 @@ def test_set_node_ready(cluster: Cluster, core: kubernetes.client.CoreV1Api) -> 
 
 
 def test_pods_are_spread_over_ready_nodes_with_unique_loopback_ips(
-    cluster: Cluster, core: kubernetes.client.CoreV1Api
+    kube: KubeEmulator, cluster: Cluster, core: kubernetes.client.CoreV1Api
 ) -> None:
     nodes = {n: cluster.add_node(n) for n in ("n1", "n2", "n3")}
     node_ips = {
         name: next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
         for name, n in nodes.items()
     }
-    created = [core.create_namespaced_pod("default", pod(f"p{i}")) for i in range(9)]
+    for i in range(9):
+        core.create_namespaced_pod("default", pod(f"p{i}"))
+    created = [running(kube, core, f"p{i}") for i in range(9)]
     per_node: dict[str, int] = {}
     ips = set()
     for p in created:
@@ -202,7 +217,7 @@ def test_pods_are_spread_over_ready_nodes_with_unique_loopback_ips(
         ips.add(p.status.pod_ip)
     assert len(ips) == 9
     assert per_node == {"n1": 3, "n2": 3, "n3": 3}
-    # What the API returns later agrees with the create response.
+    # What a list returns agrees with what each pod says.
     listed = {p.metadata.name: p.status.pod_ip for p in core.list_namespaced_pod("default").items}
     assert listed == {p.metadata.name: p.status.pod_ip for p in created}
 
@@ -210,8 +225,10 @@ def test_pods_are_spread_over_ready_nodes_with_unique_loopback_ips(
 def test_pods_wait_for_a_ready_node(
     kube: KubeEmulator, cluster: Cluster, core: kubernetes.client.CoreV1Api
 ) -> None:
-    waiting = core.create_namespaced_pod("default", pod("early"))
-    assert waiting.status.phase == "Pending"
+    created = core.create_namespaced_pod("default", pod("early"))
+    assert created.status.phase == "Pending"
+    kube.wait_for("pods", "early", unschedulable, namespace="default")
+    waiting = core.read_namespaced_pod("early", "default")
     assert waiting.status.pod_ip is None
     scheduled = condition(waiting, "PodScheduled")
     assert (scheduled.status, scheduled.reason) == ("False", "Unschedulable")
@@ -224,11 +241,9 @@ def test_pods_wait_for_a_ready_node(
     assert still.spec.node_name is None
 
     cluster.set_node_ready("sick", True)
-    kube.settle()
-    running = core.read_namespaced_pod("early", "default")
-    assert running.status.phase == "Running"
-    assert running.spec.node_name == "sick"
-    assert ipaddress.ip_address(running.status.pod_ip).is_loopback
+    started = running(kube, core, "early")
+    assert started.spec.node_name == "sick"
+    assert ipaddress.ip_address(started.status.pod_ip).is_loopback
 
 
 def test_a_pod_bound_by_name_goes_to_its_node_even_if_not_ready(
@@ -238,30 +253,29 @@ def test_a_pod_bound_by_name_goes_to_its_node_even_if_not_ready(
     cluster.add_node("not-ready", ready=False)
     bound = core.create_namespaced_pod("default", pod("p", nodeName="not-ready"))
     assert bound.spec.node_name == "not-ready"
-    assert bound.status.phase == "Running"
+    assert running(kube, core, "p").spec.node_name == "not-ready"
 
     # Bound to a node that does not exist yet: it waits for that node's kubelet.
     later = core.create_namespaced_pod("default", pod("q", nodeName="later"))
     assert later.status.phase == "Pending"
-    cluster.add_node("later", ready=False)
     kube.settle()
-    started = core.read_namespaced_pod("q", "default")
-    assert started.status.phase == "Running"
-    assert started.spec.node_name == "later"
+    assert core.read_namespaced_pod("q", "default").status.host_ip is None
+    cluster.add_node("later", ready=False)
+    assert running(kube, core, "q").spec.node_name == "later"
 
 
 def test_node_selectors_and_cordoned_nodes(
-    cluster: Cluster, core: kubernetes.client.CoreV1Api
+    kube: KubeEmulator, cluster: Cluster, core: kubernetes.client.CoreV1Api
 ) -> None:
     cluster.add_node("gpu", labels={"accelerator": "nvidia"})
     cluster.add_node("plain")
     cluster.add_node("cordoned", unschedulable=True, labels={"accelerator": "tpu"})
     for i in range(3):
-        p = core.create_namespaced_pod(
-            "default", pod(f"g{i}", nodeSelector={"accelerator": "nvidia"})
-        )
-        assert p.spec.node_name == "gpu"
-    tpu = core.create_namespaced_pod("default", pod("t", nodeSelector={"accelerator": "tpu"}))
+        core.create_namespaced_pod("default", pod(f"g{i}", nodeSelector={"accelerator": "nvidia"}))
+        assert running(kube, core, f"g{i}").spec.node_name == "gpu"
+    core.create_namespaced_pod("default", pod("t", nodeSelector={"accelerator": "tpu"}))
+    kube.wait_for("pods", "t", unschedulable, namespace="default")
+    tpu = core.read_namespaced_pod("t", "default")
     assert tpu.status.phase == "Pending"
     message = condition(tpu, "PodScheduled").message
     assert message.startswith("0/3 nodes are available:")
@@ -270,31 +284,32 @@ def test_node_selectors_and_cordoned_nodes(
 
 
 def test_host_network_pods_share_their_nodes_address(
-    cluster: Cluster, core: kubernetes.client.CoreV1Api
+    kube: KubeEmulator, cluster: Cluster, core: kubernetes.client.CoreV1Api
 ) -> None:
     node = cluster.add_node("n1")
     node_ip = node["status"]["addresses"][0]["address"]
-    p = core.create_namespaced_pod("default", pod("nmi", hostNetwork=True))
+    core.create_namespaced_pod("default", pod("nmi", hostNetwork=True))
+    p = running(kube, core, "nmi")
     assert p.status.pod_ip == p.status.host_ip == node_ip
     assert len(cluster.pod_addresses) == 0
 
 
-def test_deleted_pods_go_at_once_and_free_their_ip(
+def test_a_deleted_pods_ip_goes_to_the_next_pod(
     kube: KubeEmulator, cluster: Cluster, core: kubernetes.client.CoreV1Api
 ) -> None:
     cluster.add_node("n1")
-    ip = core.create_namespaced_pod("default", pod("p")).status.pod_ip
-    core.delete_namespaced_pod("p", "default", grace_period_seconds=30)
+    core.create_namespaced_pod("default", pod("p"))
+    ip = running(kube, core, "p").status.pod_ip
+    core.delete_namespaced_pod("p", "default", grace_period_seconds=0)
     with pytest.raises(ApiException) as caught:
         core.read_namespaced_pod("p", "default")
     assert caught.value.status == 404
     kube.settle()
     assert ip not in cluster.pod_addresses
-    # Same name again: a new pod, a new address (a released one is not reused at once).
-    again = core.create_namespaced_pod("default", pod("p"))
-    assert again.status.pod_ip != ip
-    kube.settle()
-    assert again.status.pod_ip in cluster.pod_addresses
+    # The lowest free address goes to the next pod, as on a busy node: the same IP, another pod.
+    core.create_namespaced_pod("default", pod("successor"))
+    assert running(kube, core, "successor").status.pod_ip == ip
+    assert cluster.pod_addresses.owner_of(ip) == "default/successor"
 
 
 def test_ips_are_not_shared_while_pods_exist(
@@ -304,10 +319,12 @@ def test_ips_are_not_shared_while_pods_exist(
     for round_ in range(3):
         for i in range(5):
             core.create_namespaced_pod("default", pod(f"p{i}"))
+        for i in range(5):
+            kube.wait_for_pod_running(f"p{i}")
         ips = [p.status.pod_ip for p in core.list_namespaced_pod("default").items]
         assert len(set(ips)) == 5, round_
         for i in range(5):
-            core.delete_namespaced_pod(f"p{i}", "default")
+            core.delete_namespaced_pod(f"p{i}", "default", grace_period_seconds=0)
         kube.settle()
     assert len(cluster.pod_addresses) == 0
 
@@ -317,6 +334,7 @@ def test_a_deleted_node_takes_its_pods_and_address_with_it(
 ) -> None:
     cluster.add_node("n1")
     core.create_namespaced_pod("default", pod("p"))
+    kube.wait_for_pod_running("p")
     core.delete_node("n1")
     kube.settle()
     assert core.list_namespaced_pod("default").items == []
@@ -325,10 +343,11 @@ def test_a_deleted_node_takes_its_pods_and_address_with_it(
 
 
 def test_a_socket_bound_to_a_pod_ip_is_seen_as_that_pod(
-    cluster: Cluster, core: kubernetes.client.CoreV1Api
+    kube: KubeEmulator, cluster: Cluster, core: kubernetes.client.CoreV1Api
 ) -> None:
     cluster.add_node("n1")
-    pod_ip = core.create_namespaced_pod("default", pod("caller")).status.pod_ip
+    core.create_namespaced_pod("default", pod("caller"))
+    pod_ip = running(kube, core, "caller").status.pod_ip
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port), source_address=(pod_ip, 0)):
@@ -350,9 +369,11 @@ async def test_the_aio_client_sees_running_pods() -> None:
         async with aio_api_client(kube) as api:
             v1 = aclient.CoreV1Api(api)
             created = await v1.create_namespaced_pod("default", pod("p"))
-            assert created.status.phase == "Running"
+            assert created.status.phase == "Pending"
+            started = await kube.wait_for_pod_running_async("p")
             read = await v1.read_namespaced_pod("p", "default")
-            assert read.status.pod_ip == created.status.pod_ip
+            assert read.status.phase == "Running"
+            assert read.status.pod_ip == started["status"]["podIP"]
             assert read.spec.node_name == "n1"
 
 
@@ -366,4 +387,5 @@ def test_a_pod_created_with_a_status_keeps_it_and_its_address_is_held(
     kept = core.read_namespaced_pod("preset", "default")
     assert (kept.status.phase, kept.status.pod_ip) == ("Running", "127.10.0.1")
     assert cluster.pod_addresses.owner_of("127.10.0.1") == "default/preset"
-    assert core.create_namespaced_pod("default", pod("next")).status.pod_ip != "127.10.0.1"
+    core.create_namespaced_pod("default", pod("next"))
+    assert running(kube, core, "next").status.pod_ip != "127.10.0.1"

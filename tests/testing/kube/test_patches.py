@@ -16,7 +16,6 @@ from podidentity.testing.kube._patch import (
     apply_merge_patch,
     apply_strategic_merge_patch,
 )
-from tests.testing.kube.kube_manifests import pod
 
 
 def test_merge_patch_replaces_lists_and_deletes_nulls() -> None:
@@ -86,22 +85,31 @@ def test_strategic_merge_directives() -> None:
 
 
 def test_each_patch_type_over_http(kube: KubeEmulator, core: kubernetes.client.CoreV1Api) -> None:
-    core.create_namespaced_pod("default", pod("web", app="a"))
-    strategic = core.patch_namespaced_pod(
-        "web", "default", {"spec": {"containers": [{"name": "side", "image": "busybox"}]}}
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "n1", "labels": {"app": "a"}},
+            "spec": {"taints": [{"key": "first", "effect": "NoSchedule"}]},
+        }
     )
-    assert [c.name for c in strategic.spec.containers] == ["app", "side"]
-    json_patched = core.patch_namespaced_pod(
-        "web", "default", [{"op": "replace", "path": "/metadata/labels/app", "value": "b"}]
+    # Strategic merge joins list items by their merge key (a taint's key).
+    strategic = core.patch_node(
+        "n1", {"spec": {"taints": [{"key": "side", "effect": "NoSchedule"}]}}
+    )
+    assert [t.key for t in strategic.spec.taints] == ["first", "side"]
+    json_patched = core.patch_node(
+        "n1", [{"op": "replace", "path": "/metadata/labels/app", "value": "b"}]
     )
     assert json_patched.metadata.labels == {"app": "b"}
+    # A JSON merge patch replaces lists whole.
     with httpx.Client(base_url=kube.url) as http:
         merged = http.patch(
-            "/api/v1/namespaces/default/pods/web",
+            "/api/v1/nodes/n1",
             headers={"Content-Type": "application/merge-patch+json"},
-            content=json.dumps({"spec": {"containers": [{"name": "only", "image": "nginx"}]}}),
+            content=json.dumps({"spec": {"taints": [{"key": "only", "effect": "NoSchedule"}]}}),
         )
-    assert [c["name"] for c in merged.json()["spec"]["containers"]] == ["only"]
+    assert [t["key"] for t in merged.json()["spec"]["taints"]] == ["only"]
 
 
 def _apply(
@@ -163,18 +171,23 @@ def test_reapply_removes_the_fields_the_same_manager_dropped(kube: KubeEmulator)
 
 
 def test_reapply_removes_list_items_by_merge_key(kube: KubeEmulator) -> None:
-    path = "/api/v1/namespaces/default/pods/web"
-    manifest = pod("web")
-    manifest["spec"]["containers"] = [
-        {"name": "app", "image": "nginx", "env": [{"name": "A", "value": "1"}]},
-        {"name": "sidecar", "image": "envoy"},
-    ]
+    path = "/api/v1/nodes/n1"
+    manifest: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "n1"},
+        "spec": {
+            "taints": [
+                {"key": "a", "value": "1", "effect": "NoSchedule"},
+                {"key": "b", "effect": "NoExecute"},
+            ]
+        },
+    }
     assert _apply(kube, path, manifest).status_code == 201
-    manifest["spec"]["containers"] = [{"name": "app", "image": "nginx"}]
-    containers = _apply(kube, path, manifest).json()["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["app"]
-    assert "env" not in containers[0]
-    assert containers[0]["imagePullPolicy"] == "Always"  # defaulted by the server, not applied
+    manifest["spec"]["taints"] = [{"key": "a", "effect": "NoSchedule"}]
+    taints = _apply(kube, path, manifest).json()["spec"]["taints"]
+    assert [t["key"] for t in taints] == ["a"]
+    assert "value" not in taints[0]
 
 
 def test_reapply_of_a_custom_object_removes_dropped_fields(kube: KubeEmulator) -> None:

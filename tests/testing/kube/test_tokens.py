@@ -60,7 +60,7 @@ _counter = iter(range(1_000_000))
 
 
 @pytest.fixture
-def ns(core: kubernetes.client.CoreV1Api) -> str:
+def ns(kube: KubeEmulator, core: kubernetes.client.CoreV1Api) -> str:
     """A fresh namespace with service account ``robot`` and pod ``web`` running as it."""
     name = f"t{next(_counter)}"
     core.create_namespace({"metadata": {"name": name}})
@@ -75,6 +75,7 @@ def ns(core: kubernetes.client.CoreV1Api) -> str:
             },
         },
     )
+    kube.wait_for_pod_running("web", namespace=name)  # bound to its node, so tokens name it
     return name
 
 
@@ -311,7 +312,7 @@ def test_token_review_refuses_tokens_of_a_deleted_or_recreated_pod(
         core, ns, audiences=[AZURE], boundObjectRef=pod_ref(core, ns)
     ).status.token
     assert review(authn, token, [AZURE]).authenticated is True
-    core.delete_namespaced_pod("web", ns)
+    core.delete_namespaced_pod("web", ns, grace_period_seconds=0)
     status = review(authn, token, [AZURE])
     assert status.authenticated is False
     assert status.error == "service account token has been invalidated"
@@ -469,7 +470,7 @@ def test_service_account_tokens_authenticate_api_requests(
     assert status_with(tokens.issue_token(ns, "robot", audiences=[AZURE])) == 401
     # Nor is a forged one, nor one whose pod is gone.
     assert status_with(JwtSigner().sign(unverified_claims(token))) == 401
-    core.delete_namespaced_pod("web", ns)
+    core.delete_namespaced_pod("web", ns, grace_period_seconds=0)
     assert status_with(token) == 401
 
 
