@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +22,9 @@ from podidentity.testing._server import RunningServer, ServerThread, TLSFiles
 from . import _cluster, _tokens
 from ._apiserver import APIServer
 from ._errors import APIError, status_body
+from ._identities import ServiceAccountIdentity, grant_rules
 from ._kubeconfig import InClusterConfig, write_in_cluster, write_kubeconfig
+from ._rbac import RBACAuthorizer
 from ._rest import RestApp
 from ._store import encode
 
@@ -87,6 +90,11 @@ class KubeEmulator:
         plugins: run the cluster simulation (:attr:`cluster`: scheduler, kubelet,
             service-account controller) and serve service-account tokens
             (:attr:`service_accounts`: TokenRequest, TokenReview, OIDC discovery).
+        authorization: authorize every HTTP request by RBAC (403 ``Forbidden`` otherwise), as
+            a real cluster does. The admin token is in ``system:masters`` and may do
+            everything; service-account tokens get what their Roles and bindings grant.
+            ``False`` allows every authenticated request. The Python-level helpers
+            (:meth:`create`, :meth:`get` ...) always act as the admin.
     """
 
     def __init__(
@@ -99,11 +107,15 @@ class KubeEmulator:
         bookmark_interval: float = 5.0,
         install_crds: bool = True,
         plugins: bool = True,
+        authorization: bool = True,
     ) -> None:
         self.tls = tls
         self.auth = tls if auth is None else auth
         self.token = secrets.token_urlsafe(24)
         self.apiserver = APIServer(history_size=history_size, watch_queue_size=watch_queue_size)
+        self.authorization = authorization
+        if authorization:
+            self.apiserver.set_authorizer(RBACAuthorizer(self.apiserver.store))
         self.faults = FaultInjector()
         self.requests = RequestLog()
         self._install_crds = install_crds
@@ -262,6 +274,65 @@ class KubeEmulator:
             namespace=namespace,
         )
 
+    def service_account(
+        self,
+        name: str,
+        *,
+        namespace: str = "default",
+        rules: Sequence[Mapping[str, Any]] = (),
+        cluster_rules: Sequence[Mapping[str, Any]] = (),
+        expiration_seconds: int = 3600,
+    ) -> ServiceAccountIdentity:
+        """Act as a service account: create it if missing, grant rules, mint a token.
+
+        ``rules`` (RBAC ``PolicyRule`` dicts) are granted in ``namespace`` through a Role and
+        RoleBinding, ``cluster_rules`` everywhere through a ClusterRole and
+        ClusterRoleBinding; both add to what the account already has. Needs the token
+        plug-in (do not pass ``plugins=False``)::
+
+            pods = {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}
+            robot = kube.service_account("robot", rules=[pods])
+            client = kubernetes.config.new_client_from_config(str(robot.kubeconfig_path))
+
+        Raises:
+            ValueError: a rule is not a mapping with ``verbs``.
+            APIError: the namespace does not exist.
+        """
+        existing = self.list("serviceaccounts", namespace=namespace)
+        if not any(sa["metadata"]["name"] == name for sa in existing):
+            self.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": name, "namespace": namespace},
+                }
+            )
+        grant_rules(self, namespace, name, rules=rules, cluster_rules=cluster_rules)
+        token = self.service_accounts.issue_token(
+            namespace, name, expiration_seconds=expiration_seconds
+        )
+        path = write_kubeconfig(
+            self.workdir / f"kubeconfig-{namespace}-{name}-{secrets.token_hex(4)}",
+            server=self.url,
+            token=token,
+            ca_path=self.ca_bundle,
+            namespace=namespace,
+        )
+        return ServiceAccountIdentity(namespace, name, token, path)
+
+    def kubeconfig_for(
+        self,
+        service_account: str,
+        *,
+        namespace: str = "default",
+        rules: Sequence[Mapping[str, Any]] = (),
+        cluster_rules: Sequence[Mapping[str, Any]] = (),
+    ) -> Path:
+        """A kubeconfig acting as ``service_account`` (see :meth:`service_account`)."""
+        return self.service_account(
+            service_account, namespace=namespace, rules=rules, cluster_rules=cluster_rules
+        ).kubeconfig_path
+
     # ------------------------------------------------------------------ running on the loop
 
     def call(self, coro: Coroutine[Any, Any, _T], timeout: float | None = 30.0) -> _T:
@@ -367,6 +438,8 @@ class KubeEmulator:
         Verbs are told apart like the API server does: ``get`` names an object, ``list`` and
         ``watch`` do not and differ by the ``watch`` query parameter; ``verb=None`` matches
         every request to the resource. ``group=None`` matches the resource in any group.
+        A 429 carries ``details.retryAfterSeconds`` (``retry_after`` rounded up, else 1) as
+        the real server's does; the ``Retry-After`` header is sent only with ``retry_after``.
         """
         method, query = None, None
         named: bool | None = None
@@ -374,6 +447,14 @@ class KubeEmulator:
             if verb not in _VERBS:
                 raise ValueError(f"unknown verb {verb!r}: use one of {', '.join(_VERBS)}")
             method, named, query = _VERBS[verb]
+        body = None
+        if status == 429:
+            # A real 429 Status says how long to wait in details.retryAfterSeconds (and the
+            # Retry-After header, which is only sent when retry_after is given).
+            seconds = 1 if retry_after is None else math.ceil(retry_after)
+            details = {"retryAfterSeconds": seconds} if seconds > 0 else {}  # omitempty
+            error = APIError(429, message=message, details=details)
+            body = encode(status_body(error))
         return self.faults.fail_next(
             count,
             status=status,
@@ -382,6 +463,7 @@ class KubeEmulator:
             query=query,
             retry_after=retry_after,
             message=message,
+            body=body,
         )
 
     def _drop_watches(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import yaml
 
 from podidentity.testing._asgi import Receive, Scope, Send, read_body
 
-from . import _discovery, _openapi
+from . import _authz, _discovery, _openapi
 from ._apiserver import ADMIN_USER, APIRequest, APIServer, UserInfo
 from ._errors import APIError, status_body
 from ._resources import ResourceType
@@ -149,7 +149,7 @@ def _parse_query(raw: str) -> dict[str, str]:
 
 
 class _Request:
-    __slots__ = ("headers", "method", "path", "query", "receive", "user")
+    __slots__ = ("headers", "method", "path", "query", "raw_headers", "receive", "user")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.method: str = scope["method"]
@@ -158,6 +158,7 @@ class _Request:
         self.headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
         }
+        self.raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         self.receive = receive
         self.user: UserInfo | None = None
 
@@ -239,13 +240,25 @@ class RestApp:
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
         user = await self.apiserver.authenticate(token, self.admin_token) if token else None
-        if user is None and self.require_auth and not anonymous:
+        # A token that does not authenticate is refused even when tokens are optional.
+        if user is None and (self.require_auth or token) and not anonymous:
             raise APIError(401, "Unauthorized", "Unauthorized")
         request.user = user if user is not None else (None if anonymous else ADMIN_USER)
 
     async def _dispatch(self, request: _Request, send: Send) -> None:
         route = self.apiserver.routes.get((request.method, request.path))
-        await self._authenticate(request, anonymous=route is not None and route[1])
+        anonymous = route is not None and route[1]
+        await self._authenticate(request, anonymous=anonymous)
+        if request.user is not None and not anonymous:
+            request.user = _authz.authorize_request(
+                self.apiserver,
+                request.user,
+                request.method,
+                request.path,
+                request.query,
+                request.raw_headers,
+                watch=query_flag(request.query, "watch"),
+            )
         if route is not None:
             body = await request.json() if request.method in ("POST", "PUT", "PATCH") else None
             plain = APIRequest(
@@ -536,7 +549,9 @@ class RestApp:
         meta: dict[str, Any] = {"resourceVersion": str(list_rv)}
         if continue_token:
             meta["continue"] = continue_token
-            meta["remainingItemCount"] = remaining
+            if predicate is None:
+                # Counted only when nothing is selected out, as etcd's list does.
+                meta["remainingItemCount"] = remaining
         await _respond(send, 200, _list_body(resource, meta, [s.raw for _, s in selected]))
 
     async def _delete_collection(
