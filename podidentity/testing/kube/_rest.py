@@ -24,7 +24,7 @@ import yaml
 
 from podidentity.testing._asgi import Receive, Scope, Send, read_body
 
-from . import _authz, _discovery, _openapi
+from . import _authz, _discovery, _openapi, _protobuf
 from ._apiserver import ADMIN_USER, APIRequest, APIServer, UserInfo
 from ._errors import APIError, status_body
 from ._resources import ResourceType
@@ -171,12 +171,8 @@ class _Request:
             return None
         content_type = self.headers.get("content-type", "application/json").split(";")[0].strip()
         if "protobuf" in content_type:
-            raise APIError(
-                415,
-                "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media "
-                "types include: application/json, application/yaml",
-            )
+            # Only the access reviews kubectl posts as protobuf are understood (else 415).
+            return _protobuf.decode_review(raw)
         try:
             if yaml_ok or content_type == "application/yaml":
                 return yaml.safe_load(raw)
