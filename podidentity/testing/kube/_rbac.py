@@ -14,6 +14,7 @@ Pure lookups over the store, no I/O; everything runs on the serving loop.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -242,11 +243,16 @@ class RBACAuthorizer:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def _objects(self, resource: ResourceType) -> Iterator[Mapping[str, Any]]:
+    def _objects(self, resource: ResourceType, namespace: str = "") -> Iterator[Mapping[str, Any]]:
+        """The objects of ``resource`` in ``namespace`` ("" for cluster-scoped), in key order."""
         store = self._store.resources.get((resource.group, resource.plural))
         if store is None:
             return
-        for key in store.sorted_keys():
+        keys = store.sorted_keys()
+        # Keys sort by (namespace, name): one namespace is one contiguous run.
+        for key in keys[bisect.bisect_left(keys, (namespace, "")) :]:
+            if key[0] != namespace:
+                return
             yield store.objects[key].obj
 
     def _get(self, resource: ResourceType, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -277,10 +283,8 @@ class RBACAuthorizer:
         if namespace:
             scopes.append((ROLE_BINDINGS, namespace))
         for resource, scope in scopes:
-            for binding in self._objects(resource):
+            for binding in self._objects(resource, scope):
                 meta = binding["metadata"]
-                if scope and meta.get("namespace") != scope:
-                    continue
                 subject = next(
                     (
                         s
