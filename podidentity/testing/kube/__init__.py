@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._apiserver import ADMIN_USER, AdmissionRequest, APIRequest, APIServer, UserInfo
 from ._emulator import KubeEmulator
 from ._errors import APIError
+from ._identities import ServiceAccountIdentity
 from ._kubeconfig import InClusterConfig
 from ._resources import PrinterColumn, ResourceType
 
@@ -26,5 +27,6 @@ __all__ = [
     "KubeEmulator",
     "PrinterColumn",
     "ResourceType",
+    "ServiceAccountIdentity",
     "UserInfo",
 ]

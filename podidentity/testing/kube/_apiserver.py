@@ -19,6 +19,7 @@ Plug-in contract (stable):
   :meth:`APIServer.add_route` — async handlers ``handler(request: APIRequest) -> (status,
   body)`` where body is JSON-serialisable (or ``bytes``, sent as JSON as is).
 * :meth:`APIServer.set_authenticator` — ``fn(token) -> UserInfo | None`` (sync or async).
+* :meth:`APIServer.set_authorizer` — ``fn(attributes) -> Decision`` (sync): RBAC by default.
 
 Installers: :class:`~podidentity.testing.kube.KubeEmulator` imports the sibling modules
 ``_cluster`` and ``_tokens`` when they exist and calls their ``install(emulator)`` (sync or
@@ -45,7 +46,17 @@ import attrs
 
 from podidentity.testing._clock import Clock, system_clock
 
-from . import _apply, _crd, _gc, _lifecycle
+from . import (
+    _apply,
+    _crd,
+    _gc,
+    _lifecycle,
+    _rbac,
+    _rbac_policy,
+    _rbac_validation,
+    _reviews,
+    _update_rules,
+)
 from ._errors import APIError
 from ._event_conversion import to_core_event, to_events_v1_event
 from ._fields import FieldSelector
@@ -152,6 +163,8 @@ Handler = Callable[[APIRequest], Awaitable[tuple[int, Any]]]
 AdmissionHook = Callable[[AdmissionRequest], "Awaitable[None] | None"]
 Observer = Callable[[str, ResourceType, dict[str, Any]], "Awaitable[None] | None"]
 Authenticator = Callable[[str], "UserInfo | Awaitable[UserInfo | None] | None"]
+#: Decides one request from its attributes (see ``_rbac.RBACAuthorizer``).
+Authorizer = Callable[[_rbac.Attributes], _rbac.Decision]
 
 
 def name_suffix() -> str:
@@ -162,11 +175,6 @@ def name_suffix() -> str:
 def now_rfc3339() -> str:
     """The current UTC time as the API server writes timestamps (second precision)."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _spec_part(obj: Mapping[str, Any], skip_status: bool) -> dict[str, Any]:
-    skip = {"metadata", "status"} if skip_status else {"metadata"}
-    return {k: v for k, v in obj.items() if k not in skip}
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -207,12 +215,15 @@ class APIServer:
         self.subresource_handlers: dict[tuple[str, str, str, str], Handler] = {}
         self.routes: dict[tuple[str, str], tuple[Handler, bool]] = {}
         self.authenticator: Authenticator | None = None
+        self.authorizer: Authorizer | None = None
         self._notifications: asyncio.Queue[tuple[str, ResourceType, bytes]] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._reaping: set[str] = set()
-        for resource in BUILTIN_RESOURCES:
+        for resource in (*BUILTIN_RESOURCES, *_rbac.RBAC_RESOURCES):
             self.add_resource(resource)
         _lifecycle.install_binding(self, now_rfc3339)
+        _rbac_validation.install(self)
+        _reviews.install(self)
         # One set of events behind both event APIs, stored in core form like the real server.
         self.store.share(
             SharedStorage(
@@ -242,6 +253,8 @@ class APIServer:
                 None,
                 dry_run=False,
             )
+        for resource, obj in _rbac_policy.bootstrap_objects(stamp):
+            self._commit(resource, "ADDED", obj, None, dry_run=False)
 
     # ------------------------------------------------------------------ registry
 
@@ -368,6 +381,14 @@ class APIServer:
     def set_authenticator(self, fn: Authenticator) -> None:
         """Map bearer tokens other than the admin token to users (``None``: reject, 401)."""
         self.authenticator = fn
+
+    def set_authorizer(self, fn: Authorizer | None) -> None:
+        """Decide every HTTP request with ``fn`` (``None``: allow everything).
+
+        ``fn(attributes)`` returns a ``Decision``; a denial is answered with 403 before the
+        request reaches its resource. :class:`KubeEmulator` installs RBAC here by default.
+        """
+        self.authorizer = fn
 
     async def authenticate(self, token: str, admin_token: str) -> UserInfo | None:
         """The user behind a bearer token, or ``None``."""
@@ -660,7 +681,8 @@ class APIServer:
             raise APIError.already_exists(resource.group, resource.plural, name)
         metadata["uid"] = str(uuid.uuid4())
         metadata["creationTimestamp"] = now_rfc3339()
-        metadata["generation"] = 1
+        if _update_rules.has_generation(resource):
+            metadata["generation"] = 1
         if (resource.group, resource.plural) == _CRD_KEY:
             obj["status"] = _crd.crd_status(obj, metadata["creationTimestamp"])
         return self._commit(resource, "ADDED", obj, None, dry_run=dry_run)
@@ -736,6 +758,7 @@ class APIServer:
                 f"the name of the object ({metadata.get('name')}) does not match the name on "
                 f"the URL ({name})"
             )
+        _update_rules.check_put(resource, name, namespace, metadata, current.obj["metadata"])
         wanted_rv = metadata.get("resourceVersion")
         if wanted_rv and wanted_rv != current.obj["metadata"]["resourceVersion"]:
             raise APIError.conflict(
@@ -826,8 +849,11 @@ class APIServer:
             if not finalizers and not old["metadata"].get("deletionGracePeriodSeconds"):
                 # A pod still in its grace period waits for its kubelet, finalizers or not.
                 return self._commit(resource, "DELETED", obj, old, dry_run=dry_run)
-        if _spec_part(obj, resource.has_status) != _spec_part(old, resource.has_status):
-            metadata["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        generation = _update_rules.next_generation(resource, obj, old)
+        if generation is None:
+            metadata.pop("generation", None)
+        else:
+            metadata["generation"] = generation
         if obj == old:
             return current
         return self._commit(resource, "MODIFIED", obj, old, dry_run=dry_run)
@@ -997,6 +1023,9 @@ class APIServer:
     ) -> Stored:
         if not isinstance(patched, dict):
             raise APIError.bad_request("the patch produced something that is not an object")
+        if isinstance(patched.get("metadata"), dict):
+            current = self.get_stored(resource, name, namespace).obj["metadata"]
+            _update_rules.check_patch(resource, name, patched["metadata"], current)
         return await self.update_stored(
             resource,
             name,
@@ -1136,6 +1165,7 @@ class APIServer:
         return self._commit(resource, "DELETED", obj, current.obj, dry_run=dry_run)
 
     def _start_grace(self, metadata: dict[str, Any], grace: int, dry_run: bool) -> None:
+        _update_rules.bump_on_deletion(metadata)
         metadata["deletionTimestamp"] = self._timestamp(grace)
         metadata["deletionGracePeriodSeconds"] = grace
         if grace and not dry_run and metadata.get("uid"):

@@ -64,7 +64,7 @@ class LiveObject:
     deleted_at: float | None = None
 
 
-#: ``lookup(kind, namespace, name)`` with kind ``ServiceAccount``, ``Pod`` or ``Secret``;
+#: ``lookup(kind, namespace, name)`` with kind ``ServiceAccount``, ``Pod``, ``Secret`` or ``Node``;
 #: returns ``None`` when the object does not exist.
 ObjectLookup = Callable[[str, str, str], "LiveObject | None"]
 
@@ -97,7 +97,7 @@ def token_claims(
         issued_at: epoch seconds for ``iat`` and ``nbf``.
         expiration_seconds: lifetime; ``exp = iat + expiration_seconds``.
         pod: the pod the token is bound to.
-        node: the pod's node (recorded only for pod-bound tokens, as upstream does).
+        node: the pod's node for a pod-bound token, or the node a node-bound token is for.
         secret: the secret the token is bound to (not with a pod).
         jti: the token ID; a random UUID when omitted.
 
@@ -111,12 +111,16 @@ def token_claims(
         "namespace": namespace,
         "serviceaccount": service_account.claim(),
     }
+    # As upstream: a pod-bound token also names its pod's node, a secret-bound token names
+    # only the secret, and a token bound to nothing else is node-bound.
     if pod is not None:
         private["pod"] = pod.claim()
         if node is not None:
             private["node"] = node.claim()
-    if secret is not None:
+    elif secret is not None:
         private["secret"] = secret.claim()
+    elif node is not None:
+        private["node"] = node.claim()
     return {
         "aud": list(audiences),
         "exp": iat + int(expiration_seconds),
@@ -313,8 +317,16 @@ def authenticate(
         # For pod-bound tokens the node is only reported, not checked (upstream does the same).
         node_ref = _ref(private.get("node"))
     elif private.get("node") is not None:
-        # Node-bound tokens (no pod) are not issued by this emulator; refuse rather than guess.
-        return _refused("token is bound to a Node object, which this emulator does not accept")
+        # A node-bound token lives as long as its node (ServiceAccountTokenNodeBindingValidation).
+        node_ref = _ref(private.get("node")) or ObjectRef("", "")
+        node = lookup("Node", "", node_ref.name)
+        if node is None or _deleted_too_long_ago(node, now):
+            return _refused("service account token has been invalidated")
+        if node.uid != node_ref.uid:
+            return _refused(
+                f"node UID ({node.uid}) does not match service account node ref claim "
+                f"({node_ref.uid})"
+            )
 
     jti = claims.get("jti")
     user = ServiceAccountUser(

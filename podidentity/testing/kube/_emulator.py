@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +25,9 @@ from podidentity.testing._server import RunningServer, ServerThread, TLSFiles
 from . import _cluster, _tokens
 from ._apiserver import APIServer
 from ._errors import APIError, status_body
+from ._identities import ServiceAccountIdentity, grant_rules
 from ._kubeconfig import InClusterConfig, write_in_cluster, write_kubeconfig
+from ._rbac import RBACAuthorizer
 from ._rest import RestApp
 from ._store import Watcher, encode
 
@@ -112,6 +115,11 @@ class KubeEmulator:
         pod_start_delay: real seconds the scheduler and the kubelet take for each step of a
             pod's start (binding, then three status writes); ``0`` runs the steps back to
             back, still as separate writes. Also settable later (:attr:`pod_start_delay`).
+        authorization: authorize every HTTP request by RBAC (403 ``Forbidden`` otherwise), as
+            a real cluster does. The admin token is in ``system:masters`` and may do
+            everything; service-account tokens get what their Roles and bindings grant.
+            ``False`` allows every authenticated request. The Python-level helpers
+            (:meth:`create`, :meth:`get` ...) always act as the admin.
     """
 
     def __init__(
@@ -126,6 +134,7 @@ class KubeEmulator:
         plugins: bool = True,
         clock: Clock = system_clock,
         pod_start_delay: float = DEFAULT_POD_START_DELAY,
+        authorization: bool = True,
     ) -> None:
         if pod_start_delay < 0:
             raise ValueError(f"pod_start_delay must be 0 or more seconds, not {pod_start_delay}")
@@ -138,6 +147,9 @@ class KubeEmulator:
         self.apiserver = APIServer(
             history_size=history_size, watch_queue_size=watch_queue_size, clock=clock
         )
+        self.authorization = authorization
+        if authorization:
+            self.apiserver.set_authorizer(RBACAuthorizer(self.apiserver.store))
         self.faults = FaultInjector()
         self.requests = RequestLog()
         self._install_crds = install_crds
@@ -295,6 +307,65 @@ class KubeEmulator:
             ca_pem=self._ca.cert_pem,
             namespace=namespace,
         )
+
+    def service_account(
+        self,
+        name: str,
+        *,
+        namespace: str = "default",
+        rules: Sequence[Mapping[str, Any]] = (),
+        cluster_rules: Sequence[Mapping[str, Any]] = (),
+        expiration_seconds: int = 3600,
+    ) -> ServiceAccountIdentity:
+        """Act as a service account: create it if missing, grant rules, mint a token.
+
+        ``rules`` (RBAC ``PolicyRule`` dicts) are granted in ``namespace`` through a Role and
+        RoleBinding, ``cluster_rules`` everywhere through a ClusterRole and
+        ClusterRoleBinding; both add to what the account already has. Needs the token
+        plug-in (do not pass ``plugins=False``)::
+
+            pods = {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}
+            robot = kube.service_account("robot", rules=[pods])
+            client = kubernetes.config.new_client_from_config(str(robot.kubeconfig_path))
+
+        Raises:
+            ValueError: a rule is not a mapping with ``verbs``.
+            APIError: the namespace does not exist.
+        """
+        existing = self.list("serviceaccounts", namespace=namespace)
+        if not any(sa["metadata"]["name"] == name for sa in existing):
+            self.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": name, "namespace": namespace},
+                }
+            )
+        grant_rules(self, namespace, name, rules=rules, cluster_rules=cluster_rules)
+        token = self.service_accounts.issue_token(
+            namespace, name, expiration_seconds=expiration_seconds
+        )
+        path = write_kubeconfig(
+            self.workdir / f"kubeconfig-{namespace}-{name}-{secrets.token_hex(4)}",
+            server=self.url,
+            token=token,
+            ca_path=self.ca_bundle,
+            namespace=namespace,
+        )
+        return ServiceAccountIdentity(namespace, name, token, path)
+
+    def kubeconfig_for(
+        self,
+        service_account: str,
+        *,
+        namespace: str = "default",
+        rules: Sequence[Mapping[str, Any]] = (),
+        cluster_rules: Sequence[Mapping[str, Any]] = (),
+    ) -> Path:
+        """A kubeconfig acting as ``service_account`` (see :meth:`service_account`)."""
+        return self.service_account(
+            service_account, namespace=namespace, rules=rules, cluster_rules=cluster_rules
+        ).kubeconfig_path
 
     # ------------------------------------------------------------------ running on the loop
 
@@ -519,6 +590,8 @@ class KubeEmulator:
         Verbs are told apart like the API server does: ``get`` names an object, ``list`` and
         ``watch`` do not and differ by the ``watch`` query parameter; ``verb=None`` matches
         every request to the resource. ``group=None`` matches the resource in any group.
+        A 429 carries ``details.retryAfterSeconds`` (``retry_after`` rounded up, else 1) as
+        the real server's does; the ``Retry-After`` header is sent only with ``retry_after``.
         """
         method, query = None, None
         named: bool | None = None
@@ -526,6 +599,14 @@ class KubeEmulator:
             if verb not in _VERBS:
                 raise ValueError(f"unknown verb {verb!r}: use one of {', '.join(_VERBS)}")
             method, named, query = _VERBS[verb]
+        body = None
+        if status == 429:
+            # A real 429 Status says how long to wait in details.retryAfterSeconds (and the
+            # Retry-After header, which is only sent when retry_after is given).
+            seconds = 1 if retry_after is None else math.ceil(retry_after)
+            details = {"retryAfterSeconds": seconds} if seconds > 0 else {}  # omitempty
+            error = APIError(429, message=message, details=details)
+            body = encode(status_body(error))
         return self.faults.fail_next(
             count,
             status=status,
@@ -534,6 +615,7 @@ class KubeEmulator:
             query=query,
             retry_after=retry_after,
             message=message,
+            body=body,
         )
 
     def _drop_watches(self) -> dict[str, Any]:

@@ -342,7 +342,7 @@ class ServiceAccountTokens:
         kind = str(bound.get("kind", ""))
         api_version = str(bound.get("apiVersion") or "v1")
         name = str(bound.get("name", ""))
-        if api_version != "v1" or kind not in ("Pod", "Secret"):
+        if api_version != "v1" or kind not in ("Pod", "Secret", "Node"):
             group, _, version = api_version.rpartition("/")
             raise APIError.bad_request(
                 f"cannot bind token to object of type {group}/{version}, Kind={kind}"
@@ -364,6 +364,12 @@ class ServiceAccountTokens:
             if node_name:
                 node = self._live("nodes", "", node_name)
                 node_ref = ObjectRef(node_name, str(node["metadata"]["uid"]) if node else "")
+        elif kind == "Node":
+            node = self._live("nodes", "", name)
+            if node is None:
+                raise APIError.not_found("", "nodes", name)
+            uid = str(node["metadata"]["uid"])
+            node_ref = ObjectRef(name, uid)
         else:
             secret = self._live("secrets", namespace, name)
             if secret is None:
@@ -386,7 +392,12 @@ class ServiceAccountTokens:
     # ------------------------------------------------------------------ checking tokens
 
     def _lookup(self, kind: str, namespace: str, name: str) -> LiveObject | None:
-        plural = {"ServiceAccount": "serviceaccounts", "Pod": "pods", "Secret": "secrets"}[kind]
+        plural = {
+            "ServiceAccount": "serviceaccounts",
+            "Pod": "pods",
+            "Secret": "secrets",
+            "Node": "nodes",
+        }[kind]
         obj = self._live(plural, namespace, name)
         if obj is None:
             return None
@@ -424,7 +435,10 @@ class ServiceAccountTokens:
         if not isinstance(requested, list) or not all(isinstance(a, str) for a in requested):
             raise APIError.bad_request("spec.audiences must be a list of strings")
         result = self.check(token, requested or None)
-        status: dict[str, Any] = {"authenticated": result.authenticated, "user": {}}
+        # ``authenticated`` is omitted when false (omitempty), as the real server writes it.
+        status: dict[str, Any] = {"user": {}}
+        if result.authenticated:
+            status["authenticated"] = True
         if result.user is not None:
             status["user"] = result.user.user_info()
             status["audiences"] = list(result.audiences)

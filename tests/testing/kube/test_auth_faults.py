@@ -53,11 +53,32 @@ def test_authenticator_plug_in_names_the_user(secure: KubeEmulator) -> None:
     secure.apiserver.add_admission("configmaps", hook)
     assert secure.ca_bundle is not None
     with httpx.Client(verify=ssl.create_default_context(cafile=str(secure.ca_bundle))) as http:
-        response = http.post(
-            f"{secure.url}/api/v1/namespaces/default/configmaps",
-            headers={"Authorization": "Bearer sa"},
-            json={"metadata": {"name": "by-sa"}},
+
+        def create() -> httpx.Response:
+            return http.post(
+                f"{secure.url}/api/v1/namespaces/default/configmaps",
+                headers={"Authorization": "Bearer sa"},
+                json={"metadata": {"name": "by-sa"}},
+            )
+
+        # Authenticated is not authorized: RBAC has granted this user nothing yet.
+        denied = create()
+        assert denied.status_code == 403
+        assert seen == []
+        secure.create(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "app-edit", "namespace": "default"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "edit",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": "default"}],
+            }
         )
+        response = create()
     assert response.status_code == 201
     assert seen == ["system:serviceaccount:default:app"]
 

@@ -99,11 +99,14 @@ def test_claims_have_the_apiserver_shape() -> None:
     }
 
 
-def test_node_is_only_recorded_with_a_pod_and_jti_defaults_to_a_uuid() -> None:
-    c = claims(pod=None, jti=None)
-    assert "node" not in c["kubernetes.io"]
-    assert "pod" not in c["kubernetes.io"]
-    assert len(c["jti"]) == 36
+def test_binding_claims_and_jti_defaults_to_a_uuid() -> None:
+    node_bound = claims(pod=None, jti=None)
+    assert node_bound["kubernetes.io"]["node"] == {"name": "node-1", "uid": "node-uid"}
+    assert "pod" not in node_bound["kubernetes.io"]
+    assert len(node_bound["jti"]) == 36
+    secret_bound = claims(pod=None, secret=ObjectRef("s", "secret-uid"))
+    assert "node" not in secret_bound["kubernetes.io"]
+    assert "node" not in claims(pod=None, node=None)["kubernetes.io"]
     with pytest.raises(ValueError, match="one object type"):
         claims(secret=ObjectRef("s", "secret-uid"))
 
@@ -137,6 +140,22 @@ def test_audiences_default_to_the_api_servers(signer: JwtSigner) -> None:
         'token audiences ["https://kubernetes.default.svc"] is invalid for the target '
         'audiences ["api://AzureADTokenExchange"]'
     )
+
+
+def test_a_node_bound_token_dies_with_its_node(signer: JwtSigner) -> None:
+    token = signer.sign(claims(pod=None))
+    world = World()
+    world.objects[("Node", "", "node-1")] = LiveObject("node-uid")
+    result = check(token, signer, world=world)
+    assert result.authenticated
+    assert result.user is not None
+    assert result.user.user_info()["extra"]["authentication.kubernetes.io/node-name"] == ["node-1"]
+    world.objects[("Node", "", "node-1")] = LiveObject("other")
+    assert check(token, signer, world=world).error == (
+        "node UID (other) does not match service account node ref claim (node-uid)"
+    )
+    del world.objects[("Node", "", "node-1")]
+    assert check(token, signer, world=world).error == "service account token has been invalidated"
 
 
 def test_a_secret_bound_token_dies_with_its_secret(signer: JwtSigner) -> None:

@@ -276,13 +276,13 @@ def test_token_review_refuses_the_wrong_audience(
 ) -> None:
     token = request_token(core, ns, audiences=[AZURE]).status.token
     status = review(authn, token, ["https://vault.azure.net"])
-    assert status.authenticated is False
+    assert status.authenticated is None
     assert status.error == (
         f'token audiences ["{AZURE}"] is invalid for the target audiences '
         '["https://vault.azure.net"]'
     )
     # No audiences requested means the API server's own, which an Azure token is not for.
-    assert review(authn, token).authenticated is False
+    assert review(authn, token).authenticated is None
 
 
 def test_token_review_refuses_expired_tokens(
@@ -293,7 +293,7 @@ def test_token_review_refuses_expired_tokens(
 ) -> None:
     old = tokens.issue_token(ns, "robot", audiences=[AZURE], now=time.time() - 3600 - 120)
     status = review(authn, old, [AZURE])
-    assert status.authenticated is False
+    assert status.authenticated is None
     assert status.error == "service account token has expired"
 
     fresh = request_token(core, ns, audiences=[AZURE], expirationSeconds=600).status.token
@@ -314,7 +314,7 @@ def test_token_review_refuses_tokens_of_a_deleted_or_recreated_pod(
     assert review(authn, token, [AZURE]).authenticated is True
     core.delete_namespaced_pod("web", ns, grace_period_seconds=0)
     status = review(authn, token, [AZURE])
-    assert status.authenticated is False
+    assert status.authenticated is None
     assert status.error == "service account token has been invalidated"
     # Same name, new pod: the old token stays dead.
     core.create_namespaced_pod(
@@ -325,7 +325,7 @@ def test_token_review_refuses_tokens_of_a_deleted_or_recreated_pod(
         },
     )
     status = review(authn, token, [AZURE])
-    assert status.authenticated is False
+    assert status.authenticated is None
     assert "does not match service account pod ref claim" in status.error
 
 
@@ -376,7 +376,7 @@ def test_token_review_refuses_forgeries(
         "garbage": "not.a.jwt",
     }.items():
         status = review(authn, forged, [AZURE])
-        assert status.authenticated is False, name
+        assert status.authenticated is None, name
         assert not status.user or not status.user.username, name
     assert review(authn, genuine, [AZURE]).authenticated is True
 
@@ -394,7 +394,7 @@ def test_token_review_knows_the_admin_token(
     assert status.authenticated is True
     assert status.user.username == "kubernetes-admin"
     # ... but not for an audience the API server is not.
-    assert review(authn, kube.token, [AZURE]).authenticated is False
+    assert review(authn, kube.token, [AZURE]).authenticated is None
 
 
 def test_changing_the_issuer(
@@ -414,7 +414,7 @@ def test_changing_the_issuer(
         assert document["jwks_uri"] == f"{kube.url}/openid/v1/jwks"
         verify(new, jwks, audiences=[AZURE], issuer=document["issuer"])
         assert review(authn, new, [AZURE]).authenticated is True
-        assert review(authn, old, [AZURE]).authenticated is False
+        assert review(authn, old, [AZURE]).authenticated is None
     finally:
         tokens.configure(issuer=kube.url)
 
@@ -444,6 +444,29 @@ def test_service_account_tokens_authenticate_api_requests(
 ) -> None:
     token = tokens.issue_token(ns, "robot", pod="web")  # the API server's audience
     files = kube.in_cluster(token=token, namespace=ns)
+    # Authenticated, but RBAC grants the service account nothing yet.
+    with http(kube) as client:
+        denied = client.get(
+            f"{kube.url}/api/v1/namespaces/{ns}/pods", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert denied.status_code == 403
+    assert denied.json()["message"] == (
+        f'pods is forbidden: User "system:serviceaccount:{ns}:robot" cannot list resource '
+        f'"pods" in API group "" in the namespace "{ns}"'
+    )
+    kube.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "robot-view", "namespace": ns},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "view",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": ns}],
+        }
+    )
     for key, value in files.env.items():
         monkeypatch.setenv(key, value)
     configuration = kubernetes.client.Configuration()
@@ -506,3 +529,45 @@ def test_tokens_are_never_logged(
     signature = secret.rsplit(".", 1)[1]
     assert signature not in caplog.text
     assert signature not in repr(kube.requests.records)
+
+
+def test_token_review_omits_authenticated_when_false(kube: KubeEmulator, ns: str) -> None:
+    with http(kube) as client:
+        answer = client.post(
+            f"{kube.url}/apis/authentication.k8s.io/v1/tokenreviews",
+            headers={"Authorization": f"Bearer {kube.token}"},
+            json={"spec": {"token": "not-a-token"}},
+        )
+    assert answer.status_code == 201
+    # omitempty: a refused token's status has no "authenticated" key at all.
+    assert answer.json()["status"] == {"user": {}}
+
+
+def test_node_bound_token_requests(
+    cluster: Cluster,
+    core: kubernetes.client.CoreV1Api,
+    authn: kubernetes.client.AuthenticationV1Api,
+    ns: str,
+) -> None:
+    cluster.add_node("bound-node", vmss=("aks-pool-2-vmss", 0))
+    node_uid = core.read_node("bound-node").metadata.uid
+    ref = {"apiVersion": "v1", "kind": "Node", "name": "bound-node"}
+    answer = request_token(core, ns, audiences=[AZURE], boundObjectRef=ref)
+    claims = unverified_claims(answer.status.token)
+    assert claims["kubernetes.io"]["node"] == {"name": "bound-node", "uid": node_uid}
+    assert "pod" not in claims["kubernetes.io"]
+    status = review(authn, answer.status.token, [AZURE])
+    assert status.authenticated is True
+    assert status.user.extra["authentication.kubernetes.io/node-name"] == ["bound-node"]
+    assert status.user.extra["authentication.kubernetes.io/node-uid"] == [node_uid]
+    with pytest.raises(ApiException) as stale:
+        request_token(core, ns, boundObjectRef={**ref, "uid": "wrong"})
+    assert stale.value.status == 409
+    # The token dies with its node.
+    core.delete_node("bound-node")
+    assert review(authn, answer.status.token, [AZURE]).error == (
+        "service account token has been invalidated"
+    )
+    with pytest.raises(ApiException) as missing:
+        request_token(core, ns, boundObjectRef=ref)
+    assert missing.value.status == 404
