@@ -17,9 +17,9 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
-import kubernetes.client
 
 __all__ = ["FieldType", "fields", "go_struct_name", "go_type_name", "model_for"]
 
@@ -105,10 +105,18 @@ def _parse(text: str, json_name: str, special: str = "") -> FieldType:
     return FieldType("model", text, json_name=json_name)
 
 
+def _client() -> Any:
+    # Imported on first use: the models take ~1 s to import, and an emulator that only serves
+    # custom resources never needs them.
+    import kubernetes.client
+
+    return kubernetes.client
+
+
 @functools.cache
 def fields(model: str) -> Mapping[str, FieldType]:
     """JSON field name -> type, for one model class of ``kubernetes.client``."""
-    cls = getattr(kubernetes.client, model)
+    cls = getattr(_client(), model)
     result: dict[str, FieldType] = {}
     for attribute, text in cls.openapi_types.items():
         json_name = cls.attribute_map[attribute]
@@ -127,7 +135,7 @@ def model_for(api_version: str, kind: str) -> str | None:
     if name is None:
         version = api_version.rsplit("/", 1)[-1]
         name = f"{version[0].upper()}{version[1:]}{kind}"
-    return name if isinstance(getattr(kubernetes.client, name, None), type) else None
+    return name if isinstance(getattr(_client(), name, None), type) else None
 
 
 @functools.cache
