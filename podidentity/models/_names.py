@@ -16,6 +16,7 @@ __all__ = [
     "is_label_key",
     "is_label_value",
     "is_placeholder",
+    "is_qualified_name_part",
     "is_user_assigned_identity_id",
     "suggest_dns1123",
     "suggest_label_value",
@@ -41,14 +42,25 @@ _PLACEHOLDER = re.compile(
 )
 
 
-def is_dns1123_label(value: str) -> bool:
-    """True for a DNS-1123 label: namespaces and service names (at most 63 characters)."""
-    return len(value) <= 63 and _DNS1123_LABEL.match(value) is not None
+def is_dns1123_label(value: str, *, limit: int | None = 63) -> bool:
+    """True for a DNS-1123 label: namespaces and service names (at most 63 characters).
+
+    ``limit=None`` checks only the characters (the API server reports length separately).
+    """
+    return (limit is None or len(value) <= limit) and _DNS1123_LABEL.match(value) is not None
 
 
-def is_dns1123_subdomain(value: str) -> bool:
-    """True for a DNS-1123 subdomain: the rule for most object names (at most 253 characters)."""
-    return len(value) <= 253 and _DNS1123_SUBDOMAIN.match(value) is not None
+def is_dns1123_subdomain(value: str, *, limit: int | None = 253) -> bool:
+    """True for a DNS-1123 subdomain: the rule for most object names (at most 253 characters).
+
+    ``limit=None`` checks only the characters (the API server reports length separately).
+    """
+    return (limit is None or len(value) <= limit) and _DNS1123_SUBDOMAIN.match(value) is not None
+
+
+def is_qualified_name_part(value: str, *, limit: int | None = 63) -> bool:
+    """True for the name part of a qualified name (label key, finalizer): ``[A-Za-z0-9_.-]``."""
+    return (limit is None or len(value) <= limit) and _QUALIFIED_NAME.match(value) is not None
 
 
 def is_label_key(value: str) -> bool:

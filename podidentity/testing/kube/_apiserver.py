@@ -47,16 +47,18 @@ import attrs
 from podidentity.testing._clock import Clock, system_clock
 
 from . import (
-    _apply,
     _crd,
+    _decode,
     _gc,
     _lifecycle,
+    _managed_fields,
     _rbac,
     _rbac_policy,
     _rbac_validation,
     _reviews,
     _update_rules,
 )
+from ._builtin_validation import builtin_problems, builtin_update_problems
 from ._errors import APIError
 from ._event_conversion import to_core_event, to_events_v1_event
 from ._fields import FieldSelector
@@ -66,7 +68,8 @@ from ._resources import BUILTIN_RESOURCES, ResourceType
 from ._schema import prune, validate
 from ._store import SharedStorage, Store, Stored, encode
 from ._timers import Timers
-from ._validation import field_required, metadata_problems
+from ._validation import finalizer_warnings, metadata_problems
+from ._workloads import WORKLOAD_RESOURCES, builtin_defaults
 
 __all__ = [
     "ADMIN_USER",
@@ -87,6 +90,9 @@ _CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 _NAMESPACE_KEY = ("", "namespaces")
 
 PATCH_TYPES = ("json", "merge", "strategic", "apply")
+#: The field manager of Python-level writes that name none (HTTP requests default to the
+#: user agent's product, as on the real server).
+DEFAULT_FIELD_MANAGER = "kube-emulator"
 
 
 @attrs.frozen
@@ -219,7 +225,7 @@ class APIServer:
         self._notifications: asyncio.Queue[tuple[str, ResourceType, bytes]] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._reaping: set[str] = set()
-        for resource in (*BUILTIN_RESOURCES, *_rbac.RBAC_RESOURCES):
+        for resource in (*BUILTIN_RESOURCES, *WORKLOAD_RESOURCES, *_rbac.RBAC_RESOURCES):
             self.add_resource(resource)
         _lifecycle.install_binding(self, now_rfc3339)
         _rbac_validation.install(self)
@@ -541,7 +547,13 @@ class APIServer:
     # ------------------------------------------------------------------ validation
 
     def _validate(
-        self, resource: ResourceType, obj: dict[str, Any], name: str, *, strict: bool = False
+        self,
+        resource: ResourceType,
+        obj: dict[str, Any],
+        name: str,
+        *,
+        strict: bool = False,
+        old: Mapping[str, Any] | None = None,
     ) -> None:
         """Prune (CRDs) and validate ``obj``; raise 422 naming every problem.
 
@@ -561,23 +573,27 @@ class APIServer:
                 )
             body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
             problems.extend(validate(resource.schema, body))
-        elif (resource.group, resource.plural) == ("", "pods"):
-            containers = (obj.get("spec") or {}).get("containers")
-            if not containers:
-                problems.append(field_required("spec.containers"))
-            else:
-                for index, container in enumerate(containers):
-                    if not container.get("name"):
-                        problems.append(field_required(f"spec.containers[{index}].name"))
-                    if not container.get("image"):
-                        problems.append(field_required(f"spec.containers[{index}].image"))
         elif (resource.group, resource.plural) == _CRD_KEY:
             problems.extend(_crd.crd_problems(obj))
+        else:
+            problems.extend(
+                builtin_problems(resource.group, resource.plural, obj, updating=old is not None)
+            )
+            if old is not None:
+                problems.extend(builtin_update_problems(resource.group, resource.plural, obj, old))
+        for text in finalizer_warnings(metadata):
+            _decode.warn(text)
         if problems:
             raise APIError.invalid(resource.kind, resource.group, str(name), problems)
 
     def _prepare_body(
-        self, resource: ResourceType, obj: dict[str, Any], namespace: str | None
+        self,
+        resource: ResourceType,
+        obj: dict[str, Any],
+        namespace: str | None,
+        *,
+        strict: bool = False,
+        previous: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         if not isinstance(obj, dict):
             raise APIError.bad_request("the body of the request must be a JSON object")
@@ -604,6 +620,13 @@ class APIServer:
             metadata["namespace"] = namespace or body_ns or ""
         else:
             metadata.pop("namespace", None)
+        if resource.schema is None and not resource.virtual:
+            # Built-in kinds are decoded into their Go types on a real server: unknown fields
+            # dropped (warned, or 400 under Strict), wrong types refused, defaults set.
+            _decode.decode(
+                resource.api_version, resource.kind, obj, strict=strict, previous=previous
+            )
+            builtin_defaults(resource.group, resource.plural, obj)
         return obj
 
     # ------------------------------------------------------------------ writes
@@ -617,6 +640,7 @@ class APIServer:
         user: UserInfo = ADMIN_USER,
         dry_run: bool = False,
         keep_status: bool = False,
+        field_manager: str = DEFAULT_FIELD_MANAGER,
     ) -> dict[str, Any]:
         """Create an object (as ``POST``); returns the stored object.
 
@@ -630,6 +654,7 @@ class APIServer:
             user=user,
             dry_run=dry_run,
             keep_status=keep_status,
+            field_manager=field_manager,
         )
         return stored.copy()
 
@@ -643,11 +668,16 @@ class APIServer:
         dry_run: bool = False,
         keep_status: bool = False,
         strict: bool = False,
+        field_manager: str | None = DEFAULT_FIELD_MANAGER,
     ) -> Stored:
-        """:meth:`create` taking ownership of ``obj`` and returning the committed record."""
+        """:meth:`create` taking ownership of ``obj`` and returning the committed record.
+
+        ``field_manager`` is recorded as an ``Update`` in ``managedFields``; ``None`` keeps the
+        ``managedFields`` the body carries (server-side apply records its own).
+        """
         if resource.virtual:
             raise APIError.method_not_allowed()
-        obj = self._prepare_body(resource, obj, namespace)
+        obj = self._prepare_body(resource, obj, namespace, strict=strict)
         metadata = obj["metadata"]
         namespace = metadata.get("namespace") if resource.namespaced else None
         generated = not metadata.get("name") and bool(metadata.get("generateName"))
@@ -685,7 +715,28 @@ class APIServer:
             metadata["generation"] = 1
         if (resource.group, resource.plural) == _CRD_KEY:
             obj["status"] = _crd.crd_status(obj, metadata["creationTimestamp"])
+        if field_manager is not None:
+            self._record_update(resource, obj, None, field_manager, None)
         return self._commit(resource, "ADDED", obj, None, dry_run=dry_run)
+
+    def _record_update(
+        self,
+        resource: ResourceType,
+        obj: dict[str, Any],
+        old: Mapping[str, Any] | None,
+        field_manager: str,
+        subresource: str | None,
+    ) -> None:
+        _managed_fields.record_update(
+            obj,
+            old,
+            manager=field_manager,
+            api_version=resource.api_version,
+            subresource=subresource,
+            has_status=resource.has_status,
+            by_key=resource.schema is None,
+            now=now_rfc3339(),
+        )
 
     def _defaults(self, resource: ResourceType, obj: dict[str, Any]) -> None:
         key = (resource.group, resource.plural)
@@ -726,6 +777,7 @@ class APIServer:
         subresource: str | None = None,
         user: UserInfo = ADMIN_USER,
         dry_run: bool = False,
+        field_manager: str = DEFAULT_FIELD_MANAGER,
     ) -> dict[str, Any]:
         """Replace an object (as ``PUT``); a stale ``resourceVersion`` is a 409 Conflict."""
         rtype = self.resource(resource)
@@ -733,7 +785,14 @@ class APIServer:
         name = str(body.get("metadata", {}).get("name", ""))
         ns = namespace or body.get("metadata", {}).get("namespace")
         stored = await self.update_stored(
-            rtype, name, ns, body, subresource=subresource, user=user, dry_run=dry_run
+            rtype,
+            name,
+            ns,
+            body,
+            subresource=subresource,
+            user=user,
+            dry_run=dry_run,
+            field_manager=field_manager,
         )
         return stored.copy()
 
@@ -748,10 +807,11 @@ class APIServer:
         user: UserInfo,
         dry_run: bool = False,
         strict: bool = False,
+        field_manager: str | None = DEFAULT_FIELD_MANAGER,
     ) -> Stored:
-        """:meth:`update` taking ownership of ``obj``."""
+        """:meth:`update` taking ownership of ``obj`` (``field_manager``: see ``create``)."""
         current = self.get_stored(resource, name, namespace)
-        obj = self._prepare_body(resource, obj, namespace)
+        obj = self._prepare_body(resource, obj, namespace, strict=strict, previous=current.obj)
         metadata = obj["metadata"]
         if metadata.get("name", name) != name:
             raise APIError.bad_request(
@@ -794,11 +854,6 @@ class APIServer:
                 metadata[field] = old["metadata"][field]
             else:
                 metadata.pop(field, None)
-        if "managedFields" not in metadata and "managedFields" in old["metadata"]:
-            # An update that says nothing about managedFields keeps them (an empty list clears).
-            metadata["managedFields"] = copy.deepcopy(old["metadata"]["managedFields"])
-        elif metadata.get("managedFields") == []:
-            del metadata["managedFields"]
         if resource.namespaced:
             metadata["namespace"] = old["metadata"].get("namespace", "")
         metadata["resourceVersion"] = old["metadata"]["resourceVersion"]
@@ -825,7 +880,7 @@ class APIServer:
                 # Reported together with what else is wrong, as the real server does.
                 problems = [*immutable, *_crd.crd_problems(obj)]
                 raise APIError.invalid(resource.kind, resource.group, name, problems)
-        self._validate(resource, obj, name, strict=strict)
+        self._validate(resource, obj, name, strict=strict, old=old)
         if (resource.group, resource.plural) == _CRD_KEY:
             obj["status"] = old.get("status", {}) if subresource != "status" else obj.get("status")
         deleting = bool(old["metadata"].get("deletionTimestamp"))
@@ -854,6 +909,10 @@ class APIServer:
             metadata.pop("generation", None)
         else:
             metadata["generation"] = generation
+        if field_manager is not None:
+            self._record_update(resource, obj, old, field_manager, subresource)
+        elif not metadata.get("managedFields") and old["metadata"].get("managedFields"):
+            metadata["managedFields"] = copy.deepcopy(old["metadata"]["managedFields"])
         if obj == old:
             return current
         return self._commit(resource, "MODIFIED", obj, old, dry_run=dry_run)
@@ -870,10 +929,13 @@ class APIServer:
         user: UserInfo = ADMIN_USER,
         dry_run: bool = False,
         field_manager: str | None = None,
+        force: bool = False,
     ) -> dict[str, Any]:
         """Patch an object; ``patch_type`` is ``json``, ``merge``, ``strategic`` or ``apply``.
 
-        ``apply`` needs a ``field_manager``, as on the real server.
+        ``apply`` needs a ``field_manager``, as on the real server, and ``force`` to take
+        fields other managers own; other patches are recorded as ``Update`` operations of
+        ``field_manager`` (default ``kube-emulator``).
         """
         stored = await self.patch_stored(
             self.resource(resource),
@@ -885,6 +947,7 @@ class APIServer:
             user=user,
             dry_run=dry_run,
             field_manager=field_manager,
+            force=force,
         )
         return stored.copy()
 
@@ -901,14 +964,15 @@ class APIServer:
         dry_run: bool = False,
         strict: bool = False,
         field_manager: str | None = None,
+        force: bool = False,
     ) -> Stored:
         """:meth:`patch` taking ownership of ``patch``.
 
-        Server-side apply (``apply``) creates a missing object, and otherwise first removes the
-        fields this ``field_manager`` applied before and no longer applies (unless another
-        applier owns them too), then merges the configuration (strategic merge for built-in
-        kinds, JSON merge for custom resources). Only ``Apply`` operations are recorded in
-        ``managedFields`` (see ``_apply.py``), and there are no field-manager conflicts.
+        Server-side apply (``apply``) creates a missing object, and otherwise merges the
+        configuration (strategic merge for built-in kinds, JSON merge for custom resources)
+        after removing the fields this ``field_manager`` applied before and no longer applies
+        (unless another manager owns them too). Changing fields another manager owns is a 409
+        unless ``force`` (see ``_managed_fields.py``).
         """
         if patch_type == "apply":
             return await self._apply(
@@ -921,6 +985,7 @@ class APIServer:
                 dry_run=dry_run,
                 strict=strict,
                 field_manager=field_manager,
+                force=force,
             )
         if patch_type not in PATCH_TYPES:
             raise APIError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type!r}")
@@ -949,6 +1014,7 @@ class APIServer:
             user=user,
             dry_run=dry_run,
             strict=strict,
+            field_manager=field_manager or DEFAULT_FIELD_MANAGER,
         )
 
     async def _apply(
@@ -963,6 +1029,7 @@ class APIServer:
         dry_run: bool,
         strict: bool,
         field_manager: str | None,
+        force: bool = False,
     ) -> Stored:
         if not field_manager:
             raise APIError(
@@ -978,26 +1045,41 @@ class APIServer:
         metadata = config.setdefault("metadata", {})
         for field in ("resourceVersion", "managedFields"):
             metadata.pop(field, None)
+        if not isinstance(metadata, dict):
+            raise APIError.bad_request("metadata must be an object")
         by_key = resource.schema is None
-        current = self.store.of(resource).objects.get(self._key(resource, namespace, name))
-        if current is None:
-            if subresource is not None:
-                raise APIError.not_found(resource.group, resource.plural, name)
-            metadata.setdefault("name", name)
-            _apply.record_apply(
-                config, field_manager, copy.deepcopy(config), by_key=by_key, now=now_rfc3339()
-            )
-            return await self.create_stored(
-                resource, config, namespace=namespace, user=user, dry_run=dry_run, strict=strict
-            )
-        base = current.copy()
-        owners = _apply.owned_by(base)
-        mine = owners.pop(field_manager, set())
-        others = set().union(*owners.values())
-        _apply.drop_fields(base, mine - _apply.applied_fields(config, by_key=by_key) - others)
+        if by_key:
+            # Decoded before its fields are counted: an unknown field is nobody's.
+            _decode.decode(resource.api_version, resource.kind, config, strict=strict)
         merge = apply_strategic_merge_patch if by_key else apply_merge_patch
-        patched = merge(base, config)
-        _apply.record_apply(patched, field_manager, config, by_key=by_key, now=now_rfc3339())
+        current = self.store.of(resource).objects.get(self._key(resource, namespace, name))
+        if current is None and subresource is not None:
+            raise APIError.not_found(resource.group, resource.plural, name)
+        if current is None:
+            metadata.setdefault("name", name)
+        live: Mapping[str, Any] = current.obj if current is not None else {}
+        patched = _managed_fields.apply_config(
+            live,
+            config,
+            manager=field_manager,
+            api_version=resource.api_version,
+            subresource=subresource,
+            has_status=resource.has_status,
+            by_key=by_key,
+            force=force,
+            now=now_rfc3339(),
+            merge=merge,
+        )
+        if current is None:
+            return await self.create_stored(
+                resource,
+                patched,
+                namespace=namespace,
+                user=user,
+                dry_run=dry_run,
+                strict=strict,
+                field_manager=None,
+            )
         return await self._update_patched(
             resource,
             name,
@@ -1007,6 +1089,7 @@ class APIServer:
             user=user,
             dry_run=dry_run,
             strict=strict,
+            field_manager=None,
         )
 
     async def _update_patched(
@@ -1020,6 +1103,7 @@ class APIServer:
         user: UserInfo,
         dry_run: bool,
         strict: bool,
+        field_manager: str | None,
     ) -> Stored:
         if not isinstance(patched, dict):
             raise APIError.bad_request("the patch produced something that is not an object")
@@ -1035,6 +1119,7 @@ class APIServer:
             user=user,
             dry_run=dry_run,
             strict=strict,
+            field_manager=field_manager,
         )
 
     async def delete(

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from ._errors import APIError
-from ._validation import (
-    _LABEL_VALUE,
-    _LABEL_VALUE_MSG,
-    _NAME_PART_MSG,
-    _QUALIFIED_NAME,
-    _SUBDOMAIN,
-    _SUBDOMAIN_MSG,
-    _quote,
+from podidentity.models._names import (
+    is_dns1123_subdomain,
+    is_qualified_name_part,
 )
+
+from ._errors import APIError
+from ._validation import _LABEL_VALUE_MSG, _NAME_PART_MSG, _SUBDOMAIN_MSG, _quote
 
 __all__ = ["parse_label_selector"]
 
@@ -186,13 +183,13 @@ def _key_details(key: str) -> list[str]:
         else:
             if len(prefix) > 253:
                 details.append("prefix part must be no more than 253 characters")
-            if not _SUBDOMAIN.match(prefix):
+            if not is_dns1123_subdomain(prefix, limit=None):
                 details.append("prefix part " + _SUBDOMAIN_MSG)
     if not name:
         details.append("name part must be non-empty")
     elif len(name) > 63:
         details.append("name part must be no more than 63 characters")
-    if not _QUALIFIED_NAME.match(name):
+    if not is_qualified_name_part(name, limit=None):
         details.append(_NAME_PART_MSG)
     return details
 
@@ -216,7 +213,7 @@ def _requirement(key: str, operator: str, values: list[str]) -> tuple[str, str, 
         problems = []
         if len(value) > 63:
             problems.append("must be no more than 63 characters")
-        if not _LABEL_VALUE.match(value):
+        if value and not is_qualified_name_part(value, limit=None):
             problems.append(_LABEL_VALUE_MSG)
         if problems:
             errors.append(f"values[{index}]: Invalid value: {_quote(value)}: {'; '.join(problems)}")

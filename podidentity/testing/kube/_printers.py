@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from podidentity.models._time import parse_rfc3339
+
 from ._event_conversion import to_core_event
 
 __all__ = ["EVENTS_V1_PRINTER", "EVENT_PRINTER", "POD_PRINTER", "Printer", "human_duration"]
@@ -61,7 +63,7 @@ def since(timestamp: Any, now: dt.datetime | None = None) -> str:
     if not isinstance(timestamp, str) or not timestamp:
         return "<unknown>"
     try:
-        then = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        then = parse_rfc3339(timestamp)
     except ValueError:
         return "<unknown>"
     if then.tzinfo is None:

@@ -24,7 +24,7 @@ import yaml
 
 from podidentity.testing._asgi import Receive, Scope, Send, read_body
 
-from . import _authz, _discovery, _openapi, _protobuf
+from . import _authz, _decode, _discovery, _managed_fields, _openapi, _protobuf
 from ._apiserver import ADMIN_USER, APIRequest, APIServer, UserInfo
 from ._errors import APIError, status_body
 from ._listoptions import EXACT, ListOptions, too_large_resource_version
@@ -214,11 +214,16 @@ class _Request:
 async def _respond(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
+    warnings = [(b"warning", value) for value in _decode.current_warning_headers()]
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [*(headers or _JSON), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                *(headers or _JSON),
+                *warnings,
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -252,10 +257,11 @@ class RestApp:
         if scope["type"] != "http":
             return
         request = _Request(scope, receive)
-        try:
-            await self._dispatch(request, send)
-        except APIError as err:
-            await _respond(send, err.code, encode(status_body(err)))
+        with _decode.warning_scope(request.query.get("fieldValidation", "")):
+            try:
+                await self._dispatch(request, send)
+            except APIError as err:
+                await _respond(send, err.code, encode(status_body(err)))
 
     async def _authenticate(self, request: _Request, anonymous: bool) -> None:
         header = request.headers.get("authorization", "")
@@ -422,6 +428,15 @@ class RestApp:
             raise APIError.method_not_allowed()
         dry_run = request.query.get("dryRun") == "All"
         strict = request.query.get("fieldValidation") == "Strict"
+        # The manager of this write: the fieldManager parameter, else the user agent's product
+        # (kubectl names its own: kubectl-create, kubectl-client-side-apply, kubectl, ...).
+        manager = request.query.get("fieldManager")
+        if manager is not None:
+            kind = {"POST": "CreateOptions", "PUT": "UpdateOptions"}.get(method, "PatchOptions")
+            _managed_fields.validate_field_manager(manager, kind)
+        default_manager = manager or _managed_fields.manager_from_user_agent(
+            request.headers.get("user-agent", "")
+        )
         if name is None:
             if method == "GET":
                 if query_flag(request.query, "watch"):
@@ -431,7 +446,13 @@ class RestApp:
             elif method == "POST":
                 body = await request.json()
                 stored = await api.create_stored(
-                    resource, body, namespace=namespace, user=user, dry_run=dry_run, strict=strict
+                    resource,
+                    body,
+                    namespace=namespace,
+                    user=user,
+                    dry_run=dry_run,
+                    strict=strict,
+                    field_manager=default_manager,
                 )
                 await _respond(send, 201, stored.raw)
             elif method == "DELETE":
@@ -458,6 +479,7 @@ class RestApp:
                 user=user,
                 dry_run=dry_run,
                 strict=strict,
+                field_manager=default_manager,
             )
             await _respond(send, 200, stored.raw)
         elif method == "PATCH":
@@ -482,7 +504,8 @@ class RestApp:
                 user=user,
                 dry_run=dry_run,
                 strict=strict,
-                field_manager=request.query.get("fieldManager"),
+                field_manager=manager if patch_type == "apply" else default_manager,
+                force=query_flag(request.query, "force"),
             )
             await _respond(send, 200 if existed else 201, stored.raw)
         elif method == "DELETE":

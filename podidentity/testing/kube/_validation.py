@@ -7,20 +7,31 @@ Tests and kubectl users compare messages with what a cluster prints, so the text
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from podidentity.models._names import (
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    is_label_value,
+    is_qualified_name_part,
+)
+
 from ._errors import Cause
 
-__all__ = ["field_invalid", "field_required", "name_problems", "metadata_problems"]
+__all__ = [
+    "STANDARD_FINALIZERS",
+    "field_cause",
+    "field_invalid",
+    "field_required",
+    "finalizer_warnings",
+    "metadata_problems",
+    "name_problems",
+    "qualified_name_problems",
+]
 
 _LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN_FMT = rf"{_LABEL_FMT}(\.{_LABEL_FMT})*"
-_LABEL = re.compile(rf"{_LABEL_FMT}\Z")
-_SUBDOMAIN = re.compile(rf"{_SUBDOMAIN_FMT}\Z")
-_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
-_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
 
 _SUBDOMAIN_MSG = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
@@ -72,12 +83,12 @@ def name_problems(name: str, rule: str, path: str = "metadata.name") -> list[Cau
     if rule == "label":
         if len(name) > 63:
             problems.append(field_invalid(path, name, "must be no more than 63 characters"))
-        if not _LABEL.match(name):
+        if not is_dns1123_label(name, limit=None):
             problems.append(field_invalid(path, name, _LABEL_MSG))
     elif rule == "subdomain":
         if len(name) > 253:
             problems.append(field_invalid(path, name, "must be no more than 253 characters"))
-        if not _SUBDOMAIN.match(name):
+        if not is_dns1123_subdomain(name, limit=None):
             problems.append(field_invalid(path, name, _SUBDOMAIN_MSG))
     else:
         if name in (".", ".."):
@@ -88,12 +99,14 @@ def name_problems(name: str, rule: str, path: str = "metadata.name") -> list[Cau
     return problems
 
 
-def _label_key_problems(key: str, path: str) -> list[Cause]:
+def qualified_name_problems(key: str, path: str) -> list[Cause]:
     prefix, slash, name = key.rpartition("/")
     problems: list[Cause] = []
-    if slash and not _SUBDOMAIN.match(prefix):
+    if slash and not is_dns1123_subdomain(prefix, limit=None):
         problems.append(field_invalid(path, key, "prefix part " + _SUBDOMAIN_MSG))
-    if len(name) > 63 or not _QUALIFIED_NAME.match(name):
+    if len(name) > 63:
+        problems.append(field_invalid(path, key, "name part must be no more than 63 characters"))
+    if not is_qualified_name_part(name, limit=None):
         problems.append(field_invalid(path, key, _NAME_PART_MSG))
     return problems
 
@@ -113,15 +126,34 @@ def metadata_problems(metadata: Mapping[str, Any], name_rule: str) -> list[Cause
         problems.append(field_invalid("metadata.labels", labels, "must be a map"))
         labels = {}
     for key, value in labels.items():
-        problems.extend(_label_key_problems(str(key), "metadata.labels"))
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        problems.extend(qualified_name_problems(str(key), "metadata.labels"))
+        if not isinstance(value, str) or not is_label_value(value):
             problems.append(field_invalid("metadata.labels", value, _LABEL_VALUE_MSG))
     annotations = metadata.get("annotations") or {}
     if not isinstance(annotations, Mapping):
         problems.append(field_invalid("metadata.annotations", annotations, "must be a map"))
     else:
         for key, value in annotations.items():
-            problems.extend(_label_key_problems(str(key), "metadata.annotations"))
+            problems.extend(qualified_name_problems(str(key), "metadata.annotations"))
             if not isinstance(value, str):
                 problems.append(field_invalid("metadata.annotations", value, "must be a string"))
+    finalizers = metadata.get("finalizers") or []
+    if isinstance(finalizers, list):
+        for index, finalizer in enumerate(finalizers):
+            where = f"metadata.finalizers[{index}]"
+            problems.extend(qualified_name_problems(str(finalizer), where))
     return problems
+
+
+#: Finalizers the API server knows without a domain (no "prefer a domain-qualified" warning).
+STANDARD_FINALIZERS = frozenset({"kubernetes", "orphan", "foregroundDeletion"})
+
+
+def finalizer_warnings(metadata: Mapping[str, Any]) -> list[str]:
+    """The warnings a real server adds for finalizer names without a domain."""
+    return [
+        f"metadata.finalizers: {json.dumps(name)}: prefer a domain-qualified finalizer name "
+        "including a path (/) to avoid accidental conflicts with other finalizer writers"
+        for name in metadata.get("finalizers") or ()
+        if isinstance(name, str) and "/" not in name and name not in STANDARD_FINALIZERS
+    ]

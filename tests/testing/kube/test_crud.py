@@ -328,7 +328,9 @@ def test_leases_and_events(api_client: kubernetes.client.ApiClient) -> None:
         "default",
         {
             "metadata": {"name": "e1"},
-            "eventTime": "2026-01-01T00:00:00.000000Z",
+            # A MicroTime: the client re-serialises it with isoformat(), which drops ".000000"
+            # (a real server then refuses it), so the microseconds must not be zero.
+            "eventTime": "2026-01-01T00:00:00.000001Z",
             "reportingController": "x",
             "reportingInstance": "y",
             "action": "A",

@@ -155,7 +155,7 @@ def test_kubectl_describe_lookup_finds_a_cluster_scoped_objects_events(
 def _events_v1(name: str, *, controller: str, kind: str = "AzureIdentity") -> dict[str, object]:
     return {
         "metadata": {"name": name},
-        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "eventTime": "2026-01-01T00:00:00.000001Z",
         "reportingController": controller,
         "reportingInstance": f"{controller}-0",
         "action": "Reconcile",
@@ -163,7 +163,7 @@ def _events_v1(name: str, *, controller: str, kind: str = "AzureIdentity") -> di
         "type": "Warning",
         "note": "no AzureIdentityBinding selects this identity",
         "regarding": {"kind": kind, "name": "demo", "namespace": "default", "uid": "uid-demo"},
-        "series": {"count": 2, "lastObservedTime": "2026-01-01T00:05:00.000000Z"},
+        "series": {"count": 2, "lastObservedTime": "2026-01-01T00:05:00.000001Z"},
     }
 
 

@@ -415,3 +415,61 @@ def test_describe_and_get_events_show_events_written_through_events_v1(
         "event.events.k8s.io/app.assigned",
         "event.events.k8s.io/app.noidentity",
     ]
+
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: mic
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: mic
+  template:
+    metadata:
+      labels:
+        app: mic
+    spec:
+      containers:
+      - name: mic
+        image: mcr.microsoft.com/oss/azure/aad-pod-identity/mic:v1.8.17
+"""
+
+
+def test_dry_run_server_validates_workload_manifests(
+    kubectl: Kubectl, cluster: KubeEmulator
+) -> None:
+    result = kubectl("apply", "--dry-run=server", "-f", "-", stdin=DEPLOYMENT)
+    assert "deployment.apps/mic created (server dry run)" in result.stdout
+    assert not cluster.list("deployments")
+    broken = DEPLOYMENT.replace("        app: mic\n    spec:", "        app: other\n    spec:")
+    refused = kubectl("apply", "--dry-run=server", "-f", "-", stdin=broken, check=False)
+    assert refused.returncode != 0
+    assert "`selector` does not match template `labels`" in refused.stderr
+    unknown = DEPLOYMENT.replace("  replicas: 2\n", "  replicas: 2\n  replica: 3\n")
+    strict = kubectl("apply", "--dry-run=server", "-f", "-", stdin=unknown, check=False)
+    assert 'strict decoding error: unknown field "spec.replica"' in strict.stderr
+    warned = kubectl("apply", "--validate=warn", "--dry-run=server", "-f", "-", stdin=unknown)
+    assert 'unknown field "spec.replica"' in warned.stderr
+
+
+def test_server_side_apply_conflicts_with_kubectl_create(
+    kubectl: Kubectl, cluster: KubeEmulator
+) -> None:
+    manifest = DEPLOYMENT.replace("name: mic\n", "name: conflicted\n", 1)
+    kubectl("create", "-f", "-", stdin=manifest)
+    scaled = manifest.replace("replicas: 2", "replicas: 3")
+    refused = kubectl("apply", "--server-side", "-f", "-", stdin=scaled, check=False)
+    assert refused.returncode != 0
+    assert 'conflict with "kubectl-create" using apps/v1: .spec.replicas' in refused.stderr
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=scaled)
+    stored = cluster.get("deployments", "conflicted", namespace="default")
+    assert stored["spec"]["replicas"] == 3
+    managers = {(e["manager"], e["operation"]) for e in stored["metadata"]["managedFields"]}
+    assert ("kubectl", "Apply") in managers
+    table = kubectl("get", "deployments").stdout.splitlines()
+    assert table[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert table[1].split()[:2] == ["conflicted", "0/3"]

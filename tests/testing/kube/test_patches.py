@@ -215,7 +215,9 @@ def test_apply_needs_a_field_manager_and_updates_keep_managed_fields(
     current.metadata.managed_fields = None
     current.data = {"a": "1", "b": "2"}
     replaced = core.replace_namespaced_config_map("cfg", "default", current)
-    assert [m.manager for m in replaced.metadata.managed_fields] == ["test"]
+    # The replace is recorded too, as an Update of the client's user-agent product.
+    managers = [(m.manager, m.operation) for m in replaced.metadata.managed_fields]
+    assert managers == [("test", "Apply"), ("OpenAPI-Generator", "Update")]
     # The applier still owns only "a": dropping it keeps "b".
     assert _apply(kube, _CFG, manifest).json()["data"] == {"b": "2"}
 
