@@ -86,6 +86,12 @@ class Recorder:
                         self.events.append((event["type"], event["object"]))
 
     def close(self) -> None:
+        # Shut the socket down so the reader thread ends, then close it: releasing a
+        # connection mid-stream hands it back to the pool still open, and it is collected
+        # later as an unclosed socket (an error under filterwarnings=error).
+        self._response.shutdown()
+        self._thread.join(timeout=10)
+        self._response.close()
         self._response.release_conn()
 
 
@@ -174,6 +180,7 @@ def test_clients_can_bind_a_pod_and_a_second_binding_is_a_conflict(
     response = core.create_namespaced_pod_binding("p", "default", binding, _preload_content=False)
     assert response.status == 201
     assert json.loads(response.data)["status"] == "Success"
+    response.release_conn()
     assert kube.wait_for_pod_running("p")["spec"]["nodeName"] == "n1"
     with pytest.raises(ApiException) as caught:
         core.create_namespaced_pod_binding("p", "default", binding, _preload_content=False)
@@ -188,6 +195,7 @@ def test_clients_can_bind_a_pod_and_a_second_binding_is_a_conflict(
     legacy = {**binding, "metadata": {"name": "legacy"}}
     response = core.create_namespaced_binding("default", legacy, _preload_content=False)
     assert response.status == 201
+    response.release_conn()
     assert kube.wait_for_pod_running("legacy")["spec"]["nodeName"] == "n1"
     bad = {**binding, "metadata": {"name": "q"}, "target": {"kind": "Service", "name": "x"}}
     core.create_namespaced_pod("default", pod("q"))

@@ -67,8 +67,10 @@ def test_leases_and_custom_resources_refuse_updates_without_a_resource_version(
     )
     assert replaced.data == {"k": "v"}
     core.create_namespaced_pod("default", pod("web"))
-    body = pod("web")
-    body["metadata"]["labels"] = {"a": "b"}  # type: ignore[index]
+    # The pod as stored (its spec is immutable), with no resourceVersion: still accepted.
+    body = core.api_client.sanitize_for_serialization(core.read_namespaced_pod("web", "default"))
+    del body["metadata"]["resourceVersion"]
+    body["metadata"]["labels"] = {"a": "b"}
     assert core.replace_namespaced_pod("web", "default", body).metadata.labels == {"a": "b"}
 
 
