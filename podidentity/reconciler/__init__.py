@@ -7,6 +7,8 @@ decisions out against Kubernetes and ARM. See ``docs/reconciler.md``.
 from __future__ import annotations
 
 from podidentity.reconciler._views import PREEXISTING_ANNOTATION, AssignedView, PodView
+from podidentity.reconciler.controller import Controller
+from podidentity.reconciler.metrics import ControllerMetrics
 from podidentity.reconciler.plan import (
     POD_LABEL,
     POD_NAMESPACE_LABEL,
@@ -18,6 +20,8 @@ from podidentity.reconciler.plan import (
     Skipped,
     StatusChange,
 )
+from podidentity.reconciler.queue import TokenBucket, WorkQueue
+from podidentity.reconciler.settings import ControllerSettings
 from podidentity.reconciler.snapshot import PlanRules, Snapshot
 
 __all__ = [
@@ -27,6 +31,9 @@ __all__ = [
     "AssignedDelete",
     "AssignedUpdate",
     "AssignedView",
+    "Controller",
+    "ControllerMetrics",
+    "ControllerSettings",
     "Desired",
     "MachineChange",
     "Plan",
@@ -35,4 +42,6 @@ __all__ = [
     "Skipped",
     "Snapshot",
     "StatusChange",
+    "TokenBucket",
+    "WorkQueue",
 ]

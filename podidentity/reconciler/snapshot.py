@@ -459,6 +459,17 @@ class Snapshot:
         """Every machine with desired assignments or records (``""``: pods off Azure)."""
         return set(self._desired_by_machine) | set(self._assigned_by_machine)
 
+    def needed_identities(self, machine: str) -> frozenset[str]:
+        """Resource IDs that desired assignments need on ``machine`` (normalized)."""
+        return frozenset(self._needed.get(machine, ()))
+
+    def state_counts(self) -> dict[str, int]:
+        """How many records are in each status (``""``: none yet)."""
+        counts: Counter[str] = Counter()
+        for view in self._assigned.values():
+            counts[view.state.value if view.state is not None else ""] += 1
+        return dict(counts)
+
     def machine_change(self, machine: str) -> MachineChange:
         """Identities to add to and remove from ``machine`` (normalized ID)."""
         if not machine:
