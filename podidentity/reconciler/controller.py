@@ -439,9 +439,12 @@ class Controller:
         stale = (
             refreshed is None or time.monotonic() - refreshed > self.settings.arm_refresh_interval
         )
-        if self.snapshot.machine_identities(machine) is not None and not stale:
+        known = machine in self._machines and self.snapshot.machine_identities(machine) is not None
+        if known and not stale:
             return
         found = await self._arm.get_identities(self.snapshot.machine_id(machine))
+        # What ARM said is the truth for the next write too (the PATCH keeps what it reads).
+        self._machines[machine] = found
         self.snapshot.set_machine_identities(machine, found.user_assigned)
         self._refreshed[machine] = time.monotonic()
 
