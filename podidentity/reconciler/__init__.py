@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from podidentity.reconciler._views import PREEXISTING_ANNOTATION, AssignedView, PodView
 from podidentity.reconciler.controller import Controller
+from podidentity.reconciler.health import probe_app
 from podidentity.reconciler.metrics import ControllerMetrics
 from podidentity.reconciler.plan import (
     POD_LABEL,
@@ -44,4 +45,5 @@ __all__ = [
     "StatusChange",
     "TokenBucket",
     "WorkQueue",
+    "probe_app",
 ]

@@ -152,3 +152,35 @@ def test_seed_walkthrough_and_its_glitches(world: Sandbox) -> None:
     eventually(lambda: assigned(world) == {})
     eventually(lambda: identity.resource_id.lower() not in on_scale_set(world, pool))
     check_invariants(world, controller)
+
+
+async def test_embedded_in_asyncio_with_probes(world: Sandbox) -> None:
+    import httpx
+
+    from podidentity.kube import load_api_client
+    from podidentity.reconciler import probe_app
+
+    setup_seed(world)
+    api = await load_api_client(world.kube.kubeconfig_path)
+    settings = ControllerSettings(mode="managed", leader_election=False, resync_interval=1)
+    async with api, Controller(api, settings=settings) as controller:
+        probes = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=probe_app(controller)), base_url="http://probe"
+        )
+        await asyncio.wait_for(controller.wait_synced(), 60)
+        assert (await probes.get("/readyz")).status_code == 200
+        assert (await probes.get("/healthz")).status_code == 200
+        assert controller.is_leader
+        await asyncio.to_thread(world.kube.create, pod_manifest("a", aadpodidbinding="web"))
+        for _ in range(3000):
+            if states(world) == {"default/a-default-web-id": "Assigned"}:
+                break
+            await asyncio.sleep(0.02)
+        assert states(world) == {"default/a-default-web-id": "Assigned"}
+        metrics = (await probes.get("/metrics")).text
+        assert 'podidentity_assignments{status="Assigned"} 1.0' in metrics
+        assert "podidentity_reconcile_duration_seconds_count" in metrics
+        assert (await probes.get("/nope")).status_code == 404
+    assert not controller.healthy
+    assert (await probes.get("/healthz")).status_code == 503
+    await probes.aclose()
