@@ -155,6 +155,7 @@ class Controller:
         self._synced = threading.Event()
         self._failed: BaseException | None = None
         self._reported: dict[tuple[str, str, str], str] = {}
+        self._unreadable: dict[tuple[str, str, str], tuple[Mapping[str, Any], str]] = {}
         self._events_sent: dict[tuple[str, ...], None] = {}
         self._blocked: dict[tuple[str, str], float] = {}
         self._refreshed: dict[str, float] = {}
@@ -320,6 +321,7 @@ class Controller:
             namespace, name = meta.get("namespace", ""), meta.get("name", "")
             self._reported.pop((kind, namespace, name), None)
             if event.type == "DELETED":
+                self._unreadable.pop((kind, namespace, name), None)
                 self._enqueue(remover(namespace, name))
                 return
             try:
@@ -327,9 +329,10 @@ class Controller:
             except ValidationError as err:
                 # Unreadable: forget any earlier version and say why on the object.
                 self._enqueue(remover(namespace, name))
-                self._reported[(kind, namespace, name)] = ""
-                self._pending_warning(kind, event.obj, "InvalidSpec", str(err))
+                self._unreadable[(kind, namespace, name)] = (event.obj, str(err))
+                self._enqueue({_SKIPPED})
                 return
+            self._unreadable.pop((kind, namespace, name), None)
             self._enqueue(setter(parsed))
             self._enqueue({_SKIPPED})
 
@@ -613,17 +616,6 @@ class Controller:
 
     # -- Events --------------------------------------------------------------------------------
 
-    def _pending_warning(self, kind: str, obj: Mapping[str, Any], reason: str, msg: str) -> None:
-        if self._loop is None or not self.is_leader:
-            return
-        self._loop.create_task(self._event_safe(kind, obj, "Warning", reason, msg))
-
-    async def _event_safe(
-        self, kind: str, obj: Mapping[str, Any], kind_type: str, reason: str, message: str
-    ) -> None:
-        with contextlib.suppress(KubeError):
-            await self._event(obj, kind_type, reason, message, kind=kind)
-
     async def _event(
         self,
         obj: Mapping[str, Any],
@@ -674,17 +666,21 @@ class Controller:
     async def _report_skipped(self) -> None:
         if not self.is_leader:
             return
+        for key, (raw, message) in list(self._unreadable.items()):
+            if self._reported.get(key) != message:
+                self._reported[key] = message
+                await self._event(raw, "Warning", "InvalidSpec", message, kind=key[0])
         for skipped in self.snapshot.skipped:
             key = (skipped.kind, skipped.namespace, skipped.name)
             if self._reported.get(key) == skipped.reason:
                 continue
             self._reported[key] = skipped.reason
             informer = self.informers.get(skipped.kind)
-            obj = informer.get_by_name(skipped.name, skipped.namespace) if informer else None
-            if obj is None:
+            found = informer.get_by_name(skipped.name, skipped.namespace) if informer else None
+            if found is None:
                 continue
             await self._event(
-                obj, "Warning", "Skipped", f"ignored: {skipped.reason}", kind=skipped.kind
+                found, "Warning", "Skipped", f"ignored: {skipped.reason}", kind=skipped.kind
             )
 
     async def _warn_identity(self, resource_id: str, err: AzureError) -> None:

@@ -210,6 +210,9 @@ def test_invalid_objects_are_reported_not_fatal(world: Sandbox) -> None:
     broken["spec"]["clientID"] = "not-a-guid"
     world.kube.create(broken)
     world.kube.create(binding_manifest("to-broken", "broken", "broken"))
+    unreadable = identity_manifest("unreadable", identity)
+    unreadable["spec"]["ResourceID"] = unreadable["spec"]["resourceID"] + "-other"
+    world.kube.create(unreadable)
     started(world)
     world.kube.create(pod_manifest("a", aadpodidbinding="broken"))
     world.kube.create(pod_manifest("b", aadpodidbinding="web"))
@@ -223,3 +226,13 @@ def test_invalid_objects_are_reported_not_fatal(world: Sandbox) -> None:
         }
 
     eventually(lambda: {"broken", "to-broken"} <= warned())
+
+    def invalid() -> set[str]:
+        return {
+            e["involvedObject"]["name"]
+            for e in world.kube.list("events", namespace="default")
+            if e["reason"] == "InvalidSpec" and e["type"] == "Warning"
+        }
+
+    eventually(lambda: invalid() == {"unreadable"})
+    assert assigned(world, "default").keys() == {"default/b-default-web-id"}
