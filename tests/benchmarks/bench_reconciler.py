@@ -24,6 +24,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from podidentity.reconciler import ControllerSettings, Snapshot
 from tests.benchmarks.conftest import QUICK_RESULTS, RESULTS
 from tests.benchmarks.harness import Case, Suite, quick
@@ -66,6 +68,7 @@ def steady(pods: int) -> Snapshot:
     return snapshot
 
 
+@pytest.mark.timeout(1800)
 def test_pure_core(bench: Suite) -> None:
     size = 2_000 if quick() else 20_000
     _, objects = build(size)
@@ -101,6 +104,7 @@ def test_pure_core(bench: Suite) -> None:
     bench.measure(f"one pod event: set_pod + plan of its machine ({size:,} pods)", one_event)
 
 
+@pytest.mark.timeout(1800)
 def test_growth(bench: Suite) -> None:
     sizes = (2_000, 20_000) if quick() else (2_000, 20_000, 200_000)
     for size in sizes:
@@ -108,6 +112,7 @@ def test_growth(bench: Suite) -> None:
         bench.measure(f"full plan, {size:,} pods (first pass)", snapshot.plan)
 
 
+@pytest.mark.timeout(1800)
 def test_converge_against_the_emulators() -> None:
     """One run (a fresh world each time is the point); figures go to the results JSON."""
     from podidentity.testing import Sandbox
