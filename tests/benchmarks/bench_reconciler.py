@@ -11,7 +11,9 @@ Run: ``nox -s bench`` or
 - how the full plan grows from 2,000 to 200,000 pods (200,000 skipped in quick mode);
 - converging 1,000 new pods on 50 nodes in 10 scale sets with the real controller in the
   sandbox: wall time, ARM requests (GET and PATCH), ARM requests on a steady-state resync,
-  Kubernetes API requests per pod.
+  Kubernetes API requests per pod;
+- latency from creating a pod (scheduled and started by the emulator) to its
+  AzureAssignedIdentity ``Assigned``, one pod at a time, ARM answering at once: p50 / p99.
 
 Nothing is asserted about time.
 """
@@ -19,6 +21,7 @@ Nothing is asserted about time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import time
@@ -191,6 +194,105 @@ def test_converge_against_the_emulators() -> None:
     suite.measure(f"converge {pods:,} pods on 50 nodes / 10 scale sets", scenario)
     note = ", ".join(f"{k}={v}" for k, v in figures.items())
     print(f"\nconverge: {note}")
+    suite.results[-1] = dataclasses.replace(suite.results[-1], note=note)
+    print(suite.table())
+    suite.write(QUICK_RESULTS if quick() else RESULTS)
+
+
+@pytest.mark.timeout(1800)
+def test_latency_to_assigned() -> None:
+    """p50 / p99 from pod creation to ``Assigned``, seen through a watch in the test."""
+    import threading
+
+    import kubernetes
+
+    from podidentity.testing import Sandbox
+
+    pods = 30 if quick() else 200
+    suite = Suite("reconciler_latency", rounds=1)
+    latencies: list[float] = []
+
+    def scenario() -> None:
+        with Sandbox() as world:
+            world.add_node_pool("p", count=3)
+            identity = world.azure.world.add_managed_identity("web-id")
+            group = "aadpodidentity.k8s.io/v1"
+            world.kube.create(
+                {
+                    "apiVersion": group,
+                    "kind": "AzureIdentity",
+                    "metadata": {"name": "web-id", "namespace": "default"},
+                    "spec": {
+                        "type": 0,
+                        "resourceID": identity.resource_id,
+                        "clientID": identity.client_id,
+                    },
+                }
+            )
+            world.kube.create(
+                {
+                    "apiVersion": group,
+                    "kind": "AzureIdentityBinding",
+                    "metadata": {"name": "web", "namespace": "default"},
+                    "spec": {"azureIdentity": "web-id", "selector": "web"},
+                }
+            )
+            controller = world.start_controller(ControllerSettings(leader_election=False))
+            asyncio.run(controller.wait_synced())
+            assigned_at: dict[str, float] = {}
+            arrived = threading.Condition()
+            api = world.kube_client()
+            custom = kubernetes.client.CustomObjectsApi(api)
+            watch = kubernetes.watch.Watch()
+
+            def watcher() -> None:
+                with contextlib.suppress(Exception):  # the stream ends with the sandbox
+                    watch_assigned()
+
+            def watch_assigned() -> None:
+                for event in watch.stream(
+                    custom.list_namespaced_custom_object,
+                    "aadpodidentity.k8s.io",
+                    "v1",
+                    "default",
+                    "azureassignedidentities",
+                    timeout_seconds=600,
+                ):
+                    obj = event["object"]
+                    if (obj.get("status") or {}).get("status") == "Assigned":
+                        with arrived:
+                            assigned_at.setdefault(obj["spec"]["pod"], time.perf_counter())
+                            arrived.notify_all()
+
+            thread = threading.Thread(target=watcher, daemon=True)
+            thread.start()
+            for index in range(pods):
+                name = f"p{index}"
+                created = time.perf_counter()
+                world.kube.create(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {
+                            "name": name,
+                            "namespace": "default",
+                            "labels": {"aadpodidbinding": "web"},
+                        },
+                        "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+                    }
+                )
+                with arrived:
+                    arrived.wait_for(lambda name=name: name in assigned_at, timeout=60)
+                latencies.append(assigned_at[name] - created)
+            watch.stop()
+            api.close()
+
+    suite.measure(f"{pods} pods, one at a time, created -> Assigned", scenario)
+    ordered = sorted(latencies)
+    p50 = ordered[len(ordered) // 2]
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    note = f"p50={p50 * 1000:.0f} ms, p99={p99 * 1000:.0f} ms, max={ordered[-1] * 1000:.0f} ms"
+    print(f"\nlatency: {note}")
     suite.results[-1] = dataclasses.replace(suite.results[-1], note=note)
     print(suite.table())
     suite.write(QUICK_RESULTS if quick() else RESULTS)
