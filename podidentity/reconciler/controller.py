@@ -355,7 +355,14 @@ class Controller:
         # A new leader looks at everything: its predecessor may have stopped mid-way.
         self._machines.clear()
         self._refreshed.clear()
-        self._enqueue(self.snapshot.machines() | {_SKIPPED})
+        self._enqueue_everything()
+
+    def _enqueue_everything(self) -> None:
+        """Look at every machine in full (resync, new leader): level-triggered repair."""
+        machines = self.snapshot.machines()
+        for machine in machines:
+            self.snapshot.mark_dirty(machine)
+        self._enqueue(machines | {_SKIPPED})
 
     def _lost_lead(self) -> None:
         self.metrics.leader.set(0)
@@ -365,7 +372,7 @@ class Controller:
         while True:
             await asyncio.sleep(self.settings.resync_interval)
             if self._synced.is_set():
-                self._enqueue(self.snapshot.machines() | {_SKIPPED})
+                self._enqueue_everything()
 
     async def _worker(self) -> None:
         queue = self._queue
@@ -375,12 +382,14 @@ class Controller:
             if key is None:
                 return
             started = time.perf_counter()
+            done = False
             try:
                 if key == _SKIPPED:
                     await self._report_skipped()
                 else:
                     await self._reconcile(key)
                 queue.forget(key)
+                done = True
             except TemporaryReconcileError as err:
                 self.metrics.reconcile_errors.labels("TemporaryReconcileError").inc()
                 queue.add_rate_limited(key, err.delay)
@@ -398,6 +407,9 @@ class Controller:
                 queue.add_rate_limited(key)
                 _log.exception("reconciling %s failed unexpectedly", key or "<no machine>")
             finally:
+                if not done and key != _SKIPPED:
+                    # The plan was consumed but not carried out: look at all of it next time.
+                    self.snapshot.mark_dirty(key)
                 queue.done(key)
                 self.reconciles += 1
                 self.metrics.reconcile_duration.observe(time.perf_counter() - started)
@@ -418,7 +430,12 @@ class Controller:
             await self._observe(machine)
         elif machine:
             self._observe_managed(machine)
-        plan = snapshot.plan([machine])
+        plan = snapshot.plan([machine], incremental=True)
+        # Statuses and deletions wait for the machine change: look at those records again.
+        snapshot.mark_dirty(
+            machine,
+            [(c.namespace, c.name) for c in plan.status] + [d.existing.key for d in plan.deletes],
+        )
         for desired, preexisting in plan.creates:
             await self._create(desired, preexisting)
         for update in plan.updates:
@@ -428,7 +445,7 @@ class Controller:
             retry_in = await self._change_machine(machine)
         elif machine:
             self._observe_managed(machine)
-        plan = snapshot.plan([machine])
+        plan = snapshot.plan([machine], incremental=True)
         for change in plan.status:
             await self._write_status(change)
         for delete in plan.deletes:

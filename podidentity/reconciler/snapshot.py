@@ -120,6 +120,9 @@ class Snapshot:
         self._owned: dict[str, Counter[str]] = {}
         self._preexisting: dict[str, Counter[str]] = {}
         self._observed: dict[str, dict[str, str]] = {}
+        # What changed since a machine was last planned: record keys, or everything.
+        self._dirty: dict[str, set[Key]] = {}
+        self._dirty_all: set[str] = set()
 
     # -- pods and nodes ------------------------------------------------------------------------
 
@@ -299,6 +302,7 @@ class Snapshot:
     def _index_assigned(self, view: AssignedView) -> str:
         self._unindex_machine(view.key)
         machine = self._node_machine.get(view.node, "")
+        self._dirty.setdefault(machine, set()).add(view.key)
         self._assigned_machine[view.key] = machine
         self._assigned_by_machine.setdefault(machine, set()).add(view.key)
         if view.resource_id and view.identity_type == IdentityType.USER_ASSIGNED_MSI:
@@ -313,6 +317,7 @@ class Snapshot:
         if machine is None:
             return None
         view = self._assigned[key]
+        self._dirty.setdefault(machine, set()).add(key)
         self._assigned_by_machine.get(machine, set()).discard(key)
         if view.resource_id and view.identity_type == IdentityType.USER_ASSIGNED_MSI:
             counters = self._preexisting if view.preexisting else self._owned
@@ -338,12 +343,26 @@ class Snapshot:
         """
         key = normalize_id(machine)
         self._machine_ids.setdefault(key, machine)
+        before = self._observed.get(key)
         if identities is None:
             self._observed.pop(key, None)
         else:
             self._observed[key] = {
                 normalize_id(rid): (cid or "").lower() for rid, cid in identities.items()
             }
+        if self._observed.get(key) != before:
+            self._dirty_all.add(key)
+
+    def mark_dirty(self, machine: str, keys: Iterable[Key] | None = None) -> None:
+        """Make the next incremental plan of ``machine`` look at ``keys`` again.
+
+        ``keys`` are records' ``(namespace, name)``; ``None`` means all of the machine (after
+        a failure to carry a plan out).
+        """
+        if keys is None:
+            self._dirty_all.add(machine)
+        else:
+            self._dirty.setdefault(machine, set()).update(keys)
 
     def machine_identities(self, machine: str) -> Mapping[str, str] | None:
         """The identities last recorded on a machine, or ``None`` when unknown."""
@@ -359,6 +378,7 @@ class Snapshot:
         affected: set[str] = set()
         for desired in self._desired.pop(key, ()):
             affected.add(desired.machine)
+            self._dirty.setdefault(desired.machine, set()).add(desired.key)
             self._desired_index.pop(desired.key, None)
             self._desired_by_machine[desired.machine].pop(desired.key, None)
             if desired.resource_id:
@@ -372,6 +392,7 @@ class Snapshot:
             self._desired[key] = fresh
         for desired in fresh:
             affected.add(desired.machine)
+            self._dirty.setdefault(desired.machine, set()).add(desired.key)
             self._desired_index[desired.key] = desired
             self._desired_by_machine.setdefault(desired.machine, {})[desired.key] = desired
             if desired.resource_id:
@@ -496,57 +517,79 @@ class Snapshot:
             return True
         return self._owned.get(machine, Counter())[resource_id] == 0
 
-    def plan(self, machines: Iterable[str] | None = None) -> Plan:
-        """The plan for some machines (normalized IDs), or for everything when ``None``."""
+    def plan(self, machines: Iterable[str] | None = None, *, incremental: bool = False) -> Plan:
+        """The plan for some machines (normalized IDs), or for everything when ``None``.
+
+        With ``incremental=True`` only what changed since each machine was last planned is
+        looked at (the records and desired assignments touched since, or the whole machine
+        after its observed identities changed or :meth:`mark_dirty`); a full plan looks at
+        everything. Both forget what was marked, so a caller that fails to carry a plan out
+        calls :meth:`mark_dirty`.
+        """
         chosen = self.machines() if machines is None else set(machines)
-        creates: list[tuple[Desired, bool]] = []
-        updates: list[AssignedUpdate] = []
-        status: list[StatusChange] = []
-        deletes: list[AssignedDelete] = []
-        changes: list[MachineChange] = []
+        out = _PlanBuilder()
         for machine in sorted(chosen):
             change = self.machine_change(machine)
             if change:
-                changes.append(change)
-            observed = self._observed.get(machine)
-            desired_here = self._desired_by_machine.get(machine, {})
-            for key, desired in sorted(desired_here.items()):
-                existing = self._assigned.get(key)
-                if existing is None:
-                    creates.append((desired, self._preexisting_on(machine, desired.resource_id)))
-                    continue
-                if existing.deleting:
-                    continue  # recreated once the old record is gone
-                if existing.signature != desired.signature:
-                    pre = self._preexisting_on(machine, desired.resource_id)
-                    updates.append(AssignedUpdate(desired, existing, pre))
-                    continue
+                out.machines.append(change)
+            marked = self._dirty.pop(machine, set())
+            if incremental and machine not in self._dirty_all:
+                keys = sorted(marked)
+            else:
+                self._dirty_all.discard(machine)
+                keys = sorted(
+                    self._desired_by_machine.get(machine, {}).keys()
+                    | self._assigned_by_machine.get(machine, set())
+                )
+            for key in keys:
+                self._plan_key(machine, key, change, out)
+        return out.build()
+
+    def _plan_key(self, machine: str, key: Key, change: MachineChange, out: _PlanBuilder) -> None:
+        desired = self._desired_by_machine.get(machine, {}).get(key)
+        existing = self._assigned.get(key)
+        if desired is not None:
+            if existing is None:
+                out.creates.append((desired, self._preexisting_on(machine, desired.resource_id)))
+            elif existing.deleting:
+                pass  # recreated once the old record is gone
+            elif existing.signature != desired.signature:
+                pre = self._preexisting_on(machine, desired.resource_id)
+                out.updates.append(AssignedUpdate(desired, existing, pre))
+            else:
+                observed = self._observed.get(machine)
                 on_machine = not desired.needs_machine or (
                     observed is not None and desired.resource_id in observed
                 )
                 target = (
-                    AssignedIdentityState.ASSIGNED
-                    if on_machine
-                    else (AssignedIdentityState.CREATED)
+                    AssignedIdentityState.ASSIGNED if on_machine else AssignedIdentityState.CREATED
                 )
                 if existing.state is not target:
-                    status.append(StatusChange(*key, target, existing))
-            for key in sorted(self._assigned_by_machine.get(machine, ())):
-                existing = self._assigned[key]
-                if not existing.deleting and key in self._desired_index:
-                    continue
-                pending = existing.resource_id and (existing.resource_id in change.remove)
-                if pending:
-                    if existing.state is not AssignedIdentityState.UNASSIGNED:
-                        status.append(
-                            StatusChange(*key, AssignedIdentityState.UNASSIGNED, existing)
-                        )
-                else:
-                    deletes.append(AssignedDelete(existing))
+                    out.status.append(StatusChange(*key, target, existing))
+        if existing is None or self._assigned_machine.get(key) != machine:
+            return
+        if not existing.deleting and key in self._desired_index:
+            return
+        if existing.resource_id and existing.resource_id in change.remove:
+            if existing.state is not AssignedIdentityState.UNASSIGNED:
+                out.status.append(StatusChange(*key, AssignedIdentityState.UNASSIGNED, existing))
+        else:
+            out.deletes.append(AssignedDelete(existing))
+
+
+@attrs.define
+class _PlanBuilder:
+    creates: list[tuple[Desired, bool]] = attrs.field(factory=list)
+    updates: list[AssignedUpdate] = attrs.field(factory=list)
+    status: list[StatusChange] = attrs.field(factory=list)
+    deletes: list[AssignedDelete] = attrs.field(factory=list)
+    machines: list[MachineChange] = attrs.field(factory=list)
+
+    def build(self) -> Plan:
         return Plan(
-            creates=tuple(creates),
-            updates=tuple(updates),
-            status=tuple(status),
-            deletes=tuple(deletes),
-            machines=tuple(changes),
+            creates=tuple(self.creates),
+            updates=tuple(self.updates),
+            status=tuple(self.status),
+            deletes=tuple(self.deletes),
+            machines=tuple(self.machines),
         )

@@ -102,9 +102,19 @@ def test_pure_core(bench: Suite) -> None:
     def one_event() -> None:
         n = next(counter)
         affected = settled.set_pod(pod(f"new-{n}", "ns5", "node-7", aadpodidbinding="sel5"))
+        settled.plan(affected, incremental=True)
+
+    def one_event_full_machine() -> None:
+        n = next(counter)
+        affected = settled.set_pod(pod(f"new-{n}", "ns5", "node-7", aadpodidbinding="sel5"))
         settled.plan(affected)
 
-    bench.measure(f"one pod event: set_pod + plan of its machine ({size:,} pods)", one_event)
+    bench.measure(f"one pod event: set_pod + incremental plan ({size:,} pods)", one_event)
+    bench.measure(
+        f"one pod event: set_pod + full plan of its machine ({size:,} pods)",
+        one_event_full_machine,
+        note=f"{size // 50:,} pods per scale set",
+    )
 
 
 @pytest.mark.timeout(1800)

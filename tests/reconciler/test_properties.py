@@ -109,7 +109,9 @@ def test_plans_converge_and_protect(
     world = FakeWorld(snap)
     for pool, names in before.items():
         world.machine(scale_set_id(pool)).update({RIDS[n]: CLIENTS[RIDS[n]] for n in names})
-    world.converge(CLIENTS)
+    # Incremental plans (only what changed) must reach the same place as full ones.
+    incremental = data.draw(st.booleans(), label="incremental")
+    world.converge(CLIENTS, incremental=incremental)
     immutable_rids = {RIDS[name] for name in immutable}
     check(world, before, immutable_rids)
     # Then some pods go away or change labels, and a binding disappears.
@@ -123,7 +125,7 @@ def test_plans_converge_and_protect(
     if binding_specs and data.draw(st.booleans()):
         ns = binding_specs[0][0]
         snap.remove_binding(ns, "b0")
-    world.converge(CLIENTS)
+    world.converge(CLIENTS, incremental=incremental)
     check(world, before, immutable_rids)
     # A steady state plans nothing, and a full re-plan from scratch agrees.
     world.observe_all()

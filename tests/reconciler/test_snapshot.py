@@ -279,3 +279,21 @@ def test_deleting_records_are_finalized_and_recreated() -> None:
     world.apply(plan, ids())
     plan = snap.plan()
     assert [d.name for d, _ in plan.creates] == ["a-default-web-id"]
+
+
+def test_incremental_plans_look_only_at_what_changed() -> None:
+    snap = seeded()
+    for index in range(20):
+        snap.set_pod(pod(f"p{index}", node_name=f"node-{index % 2}", aadpodidbinding="web"))
+    world = FakeWorld(snap)
+    world.converge(ids())
+    assert not snap.plan(incremental=True)
+    affected = snap.set_pod(pod("new", aadpodidbinding="web"))
+    plan = snap.plan(affected, incremental=True)
+    assert [d.name for d, _ in plan.creates] == ["new-default-web-id"]
+    assert not plan.status and not plan.deletes
+    assert not snap.plan(affected, incremental=True)  # consumed
+    snap.mark_dirty(POOL)
+    assert [d.name for d, _ in snap.plan([POOL], incremental=True).creates] == [
+        "new-default-web-id"
+    ]

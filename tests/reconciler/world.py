@@ -134,11 +134,13 @@ class FakeWorld:
             self.records.pop(delete.existing.key, None)
             self.snapshot.remove_assigned(*delete.existing.key)
 
-    def converge(self, client_ids: dict[str, str], rounds: int = 6) -> int:
+    def converge(
+        self, client_ids: dict[str, str], rounds: int = 6, *, incremental: bool = False
+    ) -> int:
         """Plan and apply until the plan is empty; return how many rounds it took."""
         for index in range(rounds):
             self.observe_all()
-            plan = self.snapshot.plan()
+            plan = self.snapshot.plan(incremental=incremental)
             if not plan:
                 return index
             self.apply(plan, client_ids)
