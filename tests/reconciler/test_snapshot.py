@@ -291,7 +291,8 @@ def test_incremental_plans_look_only_at_what_changed() -> None:
     affected = snap.set_pod(pod("new", aadpodidbinding="web"))
     plan = snap.plan(affected, incremental=True)
     assert [d.name for d, _ in plan.creates] == ["new-default-web-id"]
-    assert not plan.status and not plan.deletes
+    assert not plan.status
+    assert not plan.deletes
     assert not snap.plan(affected, incremental=True)  # consumed
     snap.mark_dirty(POOL)
     assert [d.name for d, _ in snap.plan([POOL], incremental=True).creates] == [
