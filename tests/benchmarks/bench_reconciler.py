@@ -97,22 +97,20 @@ def test_pure_core(bench: Suite) -> None:
     bench.measure(f"full plan, {size:,} pods, nothing assigned yet", first.plan)
     settled = steady(size)
     bench.measure(f"full plan, {size:,} pods, steady state (empty plan)", settled.plan)
-    counter = iter(range(10**9))
+    # Each call is two events, a pod added and then deleted, so the snapshot keeps its size.
+    new_pod = pod("new", "ns5", "node-7", aadpodidbinding="sel5")
 
-    def one_event() -> None:
-        n = next(counter)
-        affected = settled.set_pod(pod(f"new-{n}", "ns5", "node-7", aadpodidbinding="sel5"))
-        settled.plan(affected, incremental=True)
+    def two_events(incremental: bool) -> None:
+        settled.plan(settled.set_pod(new_pod), incremental=incremental)
+        settled.plan(settled.remove_pod("ns5/new"), incremental=incremental)
 
-    def one_event_full_machine() -> None:
-        n = next(counter)
-        affected = settled.set_pod(pod(f"new-{n}", "ns5", "node-7", aadpodidbinding="sel5"))
-        settled.plan(affected)
-
-    bench.measure(f"one pod event: set_pod + incremental plan ({size:,} pods)", one_event)
     bench.measure(
-        f"one pod event: set_pod + full plan of its machine ({size:,} pods)",
-        one_event_full_machine,
+        f"two pod events (add, delete), each set_pod + incremental plan ({size:,} pods)",
+        lambda: two_events(True),
+    )
+    bench.measure(
+        f"two pod events (add, delete), each set_pod + full plan of its machine ({size:,} pods)",
+        lambda: two_events(False),
         note=f"{size // 50:,} pods per scale set",
     )
 
