@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,10 +33,25 @@ def eventually(check: Callable[[], Any], within: float = 60.0) -> Any:
         time.sleep(0.02)
 
 
+_BASELINE: weakref.WeakKeyDictionary[Sandbox, dict[str, set[str]]] = weakref.WeakKeyDictionary()
+
+
+def remember_baseline(world: Sandbox) -> None:
+    """Record the identities on every scale set before any controller runs (the kubelet
+    identity, for one): those are never podidentity's to remove."""
+    _BASELINE[world] = {
+        node.compute.name: {
+            "/" + k.strip("/") for k in world.azure.world.vmss(node.compute.name).user_assigned
+        }
+        for node in world.nodes.values()
+    }
+
+
 @pytest.fixture
 def world() -> Iterator[Sandbox]:
     with Sandbox() as sandbox:
         sandbox.add_node_pool("pool", count=2)
+        remember_baseline(sandbox)
         yield sandbox
 
 
@@ -105,7 +121,9 @@ def check_invariants(world: Sandbox, controller: Controller) -> None:
             if world.node(d.node).compute.name == machine.name
         }
         live = {"/" + k.strip("/") for k in world.azure.world.vmss(machine.name).user_assigned}
-        assert live <= needed, f"left on {machine.name}: {live - needed}"
+        before = _BASELINE.get(world, {}).get(machine.name, set())
+        assert before <= live, f"removed from {machine.name}: {before - live}"
+        assert live <= needed | before, f"left on {machine.name}: {live - needed - before}"
     assert set(states(world)) == {f"{d.namespace}/{d.name}" for d in desired.values()}
     assert set(states(world).values()) <= {"Assigned"}
 
