@@ -195,7 +195,12 @@ async def test_embedded_in_asyncio_with_probes(world: Sandbox) -> None:
                 break
             await asyncio.sleep(0.02)
         assert states(world) == {"default/a-default-web-id": "Assigned"}
-        metrics = (await probes.get("/metrics")).text
+        # The controller's own cache may see its status write a moment after the server.
+        for _ in range(3000):
+            metrics = (await probes.get("/metrics")).text
+            if 'podidentity_assignments{status="Assigned"} 1.0' in metrics:
+                break
+            await asyncio.sleep(0.02)
         assert 'podidentity_assignments{status="Assigned"} 1.0' in metrics
         assert "podidentity_reconcile_duration_seconds_count" in metrics
         assert (await probes.get("/nope")).status_code == 404
