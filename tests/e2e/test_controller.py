@@ -169,6 +169,16 @@ def test_seed_walkthrough_and_its_glitches(world: Sandbox) -> None:
     )
     eventually(lambda: assigned(world) == {})
     eventually(lambda: identity.resource_id.lower() not in on_scale_set(world, pool))
+    # A new pod with the label but an unlisted service account gets nothing either, while
+    # one running as the listed account does.
+    world.kube.create(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}},
+        namespace="default",
+    )
+    world.kube.create(pod_manifest("unlisted", aadpodidbinding="web"))
+    world.kube.create(pod_manifest("listed", sa="robot", aadpodidbinding="web"))
+    eventually(lambda: states(world) == {"default/listed-default-web-id": "Assigned"})
+    assert "default/unlisted-default-web-id" not in assigned(world)
     check_invariants(world, controller)
 
 
