@@ -95,10 +95,6 @@ class Sandbox:
         self.node_resource_group = node_resource_group
         self._nodes: dict[str, SandboxNode] = {}
         self._pool_count = 0
-        self._controllers: list[tuple[Controller, threading.Thread]] = []
-        self.controller_principal: Any = None
-        """The service principal the controllers run as (created by the first
-        :meth:`start_controller`)."""
 
     def __repr__(self) -> str:
         return f"Sandbox(nodes={sorted(self._nodes)!r})"
@@ -269,6 +265,20 @@ class Sandbox:
         """ARM ID of the resource group where ``azure.world`` creates identities by default."""
         subscription = self.azure.world.default_subscription_id
         return f"/subscriptions/{subscription}/resourceGroups/podidentity"
+
+    controller_principal: Any = None
+    """The service principal the controllers run as (created by the first
+    :meth:`start_controller`)."""
+
+    @property
+    def _controllers(self) -> list[tuple[Controller, threading.Thread]]:
+        # Created on first use: controllers are optional, and __init__ stays the emulators'.
+        found: list[tuple[Controller, threading.Thread]] | None = self.__dict__.get(
+            "_controller_threads"
+        )
+        if found is None:
+            found = self.__dict__["_controller_threads"] = []
+        return found
 
     def _controller_principal(self) -> Any:
         if self.controller_principal is None:
