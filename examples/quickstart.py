@@ -194,10 +194,17 @@ def main() -> int:
             pod_namespace="shop",
             node_name=node.name,
         )
-        record = assigned.to_dict()
-        record["status"] = {"status": AssignedIdentityState.ASSIGNED.value}
         custom.create_namespaced_custom_object(
-            GROUP, VERSION, "shop", "azureassignedidentities", record
+            GROUP, VERSION, "shop", "azureassignedidentities", assigned.to_dict()
+        )
+        # The status is a subresource: written on its own, as the controller does.
+        custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            "shop",
+            "azureassignedidentities",
+            assigned.name,
+            {"status": {"status": AssignedIdentityState.ASSIGNED.value}},
         )
         print(f"    recorded AzureAssignedIdentity shop/{assigned.name}")
 

@@ -45,6 +45,12 @@ _COLUMNS: dict[str, list[dict[str, Any]]] = {
 }
 
 
+# The controller writes the assigned identity's status through the status subresource, so a
+# user allowed to edit the spec cannot mark an assignment Assigned (upstream had none, and
+# wrote /status/status with a JSON patch on the object itself).
+_STATUS_SUBRESOURCE = frozenset({"AzureAssignedIdentity"})
+
+
 def build_crd(kind: str) -> dict[str, Any]:
     """The ``apiextensions.k8s.io/v1`` CRD of one kind, from its model."""
     cls = KINDS[kind]
@@ -56,6 +62,8 @@ def build_crd(kind: str) -> dict[str, Any]:
     }
     if kind in _COLUMNS:
         version["additionalPrinterColumns"] = _COLUMNS[kind]
+    if kind in _STATUS_SUBRESOURCE:
+        version["subresources"] = {"status": {}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

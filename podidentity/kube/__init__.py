@@ -33,6 +33,9 @@ API:
           await informer.wait_synced()
           callers = informer.by_index("ip", "10.244.0.7")
 
+- :class:`LeaderElector` ``(client, *, name, namespace, identity, ...)``: leader election on a
+  ``coordination.k8s.io/v1`` Lease; ``await run(on_started, on_stopped)``, ``is_leader``
+  (false as soon as renewal is overdue), ``release()``.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from podidentity.kube._resources import (
 )
 from podidentity.kube.config import load_api_client
 from podidentity.kube.informer import EventType, IndexFunc, Informer, InformerEvent, object_key
+from podidentity.kube.lease import LeaderElector
 
 __all__ = [
     "ASSIGNED_IDENTITIES",
@@ -67,6 +71,7 @@ __all__ = [
     "Informer",
     "InformerEvent",
     "KubeClient",
+    "LeaderElector",
     "PatchType",
     "kube_error",
     "load_api_client",

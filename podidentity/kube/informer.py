@@ -243,7 +243,7 @@ class Informer:
                     self.resource_version,
                 )
                 need_list = True
-            except KubeError as err:
+            except (KubeError, ValueError) as err:  # ValueError: a body that is not JSON
                 failures += 1
                 delay = min(self.max_backoff, self.min_backoff * 2 ** min(failures - 1, 20))
                 delay *= 0.5 + random.random()  # noqa: S311 - jitter, not cryptography

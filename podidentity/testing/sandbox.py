@@ -21,7 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import ssl
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import kubernetes
@@ -38,6 +41,9 @@ from podidentity.testing.azure import (
 )
 from podidentity.testing.azure._world import ComputeKind
 from podidentity.testing.kube import KubeEmulator
+
+if TYPE_CHECKING:
+    from podidentity.reconciler import Controller, ControllerSettings
 
 __all__ = ["NodePool", "Sandbox", "SandboxNode"]
 
@@ -147,8 +153,9 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
-        """Stop both emulators."""
+        """Stop the controllers, then both emulators."""
         try:
+            self.stop_controllers()
             self.azure.stop()
         finally:
             self.kube.stop()
@@ -333,3 +340,111 @@ class Sandbox:
             config_file=str(self.kube.kubeconfig_path)
         )
         return client
+
+    # -- the reconciler ----------------------------------------------------------------------
+
+    @property
+    def identity_resource_group_id(self) -> str:
+        """ARM ID of the resource group where ``azure.world`` creates identities by default."""
+        subscription = self.azure.world.default_subscription_id
+        return f"/subscriptions/{subscription}/resourceGroups/podidentity"
+
+    controller_principal: Any = None
+    """The service principal the controllers run as (created by the first
+    :meth:`start_controller`)."""
+
+    @property
+    def _controllers(self) -> list[tuple[Controller, threading.Thread]]:
+        # Created on first use: controllers are optional, and __init__ stays the emulators'.
+        found: list[tuple[Controller, threading.Thread]] | None = self.__dict__.get(
+            "_controller_threads"
+        )
+        if found is None:
+            found = self.__dict__["_controller_threads"] = []
+        return found
+
+    def _controller_principal(self) -> Any:
+        if self.controller_principal is None:
+            app = self.azure.world.add_service_principal("podidentity-controller")
+            # The roles AKS gives pod identity's controller.
+            self.azure.world.grant_role(
+                app, self.node_resource_group_id, "Virtual Machine Contributor"
+            )
+            self.azure.world.add_resource_group("podidentity")
+            self.azure.world.grant_role(
+                app, self.identity_resource_group_id, "Managed Identity Operator"
+            )
+            self.controller_principal = app
+        return self.controller_principal
+
+    def start_controller(self, settings: ControllerSettings | None = None) -> Controller:
+        """Run the real reconciler against this sandbox, in a thread with its own event loop.
+
+        It authenticates to ARM as a service principal created once per sandbox
+        (:attr:`controller_principal`) with Virtual Machine Contributor on the node resource
+        group and Managed Identity Operator on :attr:`identity_resource_group_id`, and to
+        Kubernetes with the admin kubeconfig. Each call starts another replica (leader
+        election decides which one writes); all stop with the sandbox or
+        :meth:`stop_controllers`. ``await controller.wait_synced()`` works from any loop.
+        """
+        from podidentity.reconciler import ControllerSettings
+
+        app = self._controller_principal()
+        chosen = settings or ControllerSettings()
+        started = threading.Event()
+        holder: dict[str, Any] = {}
+
+        async def main() -> None:
+            import httpx
+            from azure.identity.aio import ClientSecretCredential
+
+            from podidentity.azure import ArmClient
+            from podidentity.kube import load_api_client
+            from podidentity.reconciler import Controller, ControllerMetrics
+
+            try:
+                api = await load_api_client(self.kube.kubeconfig_path, in_cluster=False)
+                credential = ClientSecretCredential(
+                    self.azure.tenant_id,
+                    app.client_id,
+                    app.secret,
+                    authority=self.azure.authority,
+                    **self.azure.client_kwargs(),
+                )
+                verify = ssl.create_default_context(cafile=str(self.azure.ca_bundle))
+                http = httpx.AsyncClient(proxy=self.azure.proxy.url, verify=verify, timeout=30)
+                metrics = ControllerMetrics()
+                arm = ArmClient(credential, http_client=http, observer=metrics.observe_arm)
+                controller = Controller(api, credential, chosen, arm=arm, metrics=metrics)
+            except BaseException as err:
+                holder["error"] = err
+                started.set()
+                raise
+            holder["controller"] = controller
+            started.set()
+            try:
+                await controller.run()
+            finally:
+                await http.aclose()
+                await credential.close()
+                await api.close()
+
+        def target() -> None:
+            with contextlib.suppress(Exception):
+                asyncio.run(main())
+
+        thread = threading.Thread(target=target, name="podidentity-controller", daemon=True)
+        thread.start()
+        started.wait(60)
+        if "error" in holder:
+            raise holder["error"]
+        controller: Controller = holder["controller"]
+        self._controllers.append((controller, thread))
+        return controller
+
+    def stop_controllers(self, timeout: float = 30.0) -> None:
+        """Stop every controller started by :meth:`start_controller` and wait for them."""
+        while self._controllers:
+            controller, thread = self._controllers.pop()
+            controller.stop()
+            thread.join(timeout)
