@@ -1,0 +1,257 @@
+"""The synchronous I/O layer: SDK clients, a thread pool, and the public one-call functions."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+from azure.core.credentials import TokenCredential
+from azure.core.pipeline.transport import RequestsTransport
+from azure.identity import ManagedIdentityCredential, WorkloadIdentityCredential
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.secrets import SecretClient
+from urllib3.util.retry import Retry
+
+from podidentity.keyvault import _core
+from podidentity.keyvault._core import (
+    PAGE_SIZE,
+    FetchResult,
+    FetchSettings,
+    GetKey,
+    GetSecret,
+    Listed,
+    ListProperties,
+    ListSecretVersions,
+    ObjectFailure,
+    Outcome,
+    Request,
+)
+from podidentity.keyvault._spec import VaultObject
+
+__all__ = ["Reader", "fetch", "get_secret", "make_credential"]
+
+logger = logging.getLogger("podidentity.keyvault")
+
+
+def make_credential(
+    *, client_id: str | None = None, resource_id: str | None = None
+) -> ManagedIdentityCredential | WorkloadIdentityCredential:
+    """The credential a pod should use (see :func:`~podidentity.keyvault.choose_credential`).
+
+    The caller owns it and closes it.
+    """
+    choice = _core.choose_credential(client_id=client_id, resource_id=resource_id)
+    if choice.kind == "workload":
+        return WorkloadIdentityCredential(**choice.kwargs)
+    return ManagedIdentityCredential(**choice.kwargs)
+
+
+def _transport(settings: FetchSettings) -> RequestsTransport:
+    # requests keeps 10 connections per host by default; with more threads than that each
+    # extra request would open (and throw away) a new tunnel and TLS session.
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4,
+        pool_maxsize=settings.concurrency,
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return RequestsTransport(session=session, session_owner=True)
+
+
+class Reader:
+    """Sends the core's requests with one ``SecretClient`` (and ``KeyClient``) per vault.
+
+    Use as a context manager; it closes the clients and the credential it created (never one
+    the caller passed).
+    """
+
+    def __init__(
+        self, credential: TokenCredential | None = None, settings: FetchSettings | None = None
+    ) -> None:
+        self.settings = settings or FetchSettings()
+        self._owns_credential = credential is None
+        self._credential: Any = credential if credential is not None else make_credential()
+        self._lock = threading.Lock()
+        self._secrets: dict[str, SecretClient] = {}
+        self._keys: dict[str, KeyClient] = {}
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every client, and the credential if this reader created it."""
+        with self._lock:
+            clients: list[Any] = [*self._secrets.values(), *self._keys.values()]
+            self._secrets.clear()
+            self._keys.clear()
+        for client in clients:
+            client.close()
+        if self._owns_credential:
+            self._credential.close()
+
+    def _secret_client(self, url: str) -> SecretClient:
+        with self._lock:
+            client = self._secrets.get(url)
+            if client is None:
+                client = SecretClient(
+                    url,
+                    self._credential,
+                    transport=_transport(self.settings),
+                    **self.settings.sdk_kwargs(),
+                )
+                self._secrets[url] = client
+            return client
+
+    def _key_client(self, url: str) -> KeyClient:
+        with self._lock:
+            client = self._keys.get(url)
+            if client is None:
+                client = KeyClient(
+                    url,
+                    self._credential,
+                    transport=_transport(self.settings),
+                    **self.settings.sdk_kwargs(),
+                )
+                self._keys[url] = client
+            return client
+
+    def execute(self, request: Request) -> Any:
+        """Send one request; return the core's record for its answer."""
+        if isinstance(request, GetSecret):
+            secret = self._secret_client(request.vault_url).get_secret(
+                request.name, request.version
+            )
+            return _core.secret_record(secret)
+        if isinstance(request, ListSecretVersions):
+            pages = self._secret_client(request.vault_url).list_properties_of_secret_versions(
+                request.name, max_page_size=PAGE_SIZE
+            )
+            return [_core.listed(p) for p in pages]
+        if isinstance(request, GetKey):
+            key = self._key_client(request.vault_url).get_key(request.name, request.version)
+            return _core.key_record(key)
+        if request.kind == "keys":
+            items: Iterable[Any] = self._key_client(request.vault_url).list_properties_of_keys(
+                max_page_size=PAGE_SIZE
+            )
+        else:
+            items = self._secret_client(request.vault_url).list_properties_of_secrets(
+                max_page_size=PAGE_SIZE
+            )
+        return [_core.listed(p) for p in items]
+
+    def _run(self, obj: VaultObject) -> Outcome | ObjectFailure:
+        url = self.settings.url(obj)
+        flow = _core.object_flow(obj, url)
+        try:
+            request = next(flow)
+            while True:
+                request = flow.send(self.execute(request))
+        except StopIteration as done:
+            outcome: Outcome = done.value
+            return outcome
+        except Exception as exc:  # every failure is reported per object
+            return _core.failure(obj, url, exc)
+
+    def fetch(self, objects: Iterable[VaultObject]) -> FetchResult:
+        """Fetch every object concurrently; failures are in the result, never raised."""
+        checked = _core.prepare(objects, self.settings)
+        results = self._map(self._run, checked)
+        outcomes = [r for r in results if isinstance(r, Outcome)]
+        failures = [r for r in results if isinstance(r, ObjectFailure)]
+        return _core.assemble(checked, outcomes, failures, self.settings)
+
+    def list_properties(
+        self, requests_: Sequence[ListProperties]
+    ) -> dict[ListProperties, list[Listed] | None]:
+        """Run listings concurrently; a listing that fails maps to ``None`` (logged)."""
+
+        def one(request: ListProperties) -> list[Listed] | None:
+            try:
+                listed: list[Listed] = self.execute(request)
+            except Exception as exc:  # a failed listing falls back to GETs
+                logger.warning(
+                    "cannot list %s of %s (%s); fetching its objects one by one",
+                    request.kind,
+                    request.vault_url,
+                    _core.azure_error("listing", request.vault_url, exc),
+                )
+                return None
+            return listed
+
+        return dict(zip(requests_, self._map(one, requests_), strict=True))
+
+    def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        workers = min(self.settings.concurrency, len(items))
+        with ThreadPoolExecutor(workers, thread_name_prefix="podidentity-keyvault") as pool:
+            return list(pool.map(fn, items))
+
+
+def fetch(
+    objects: Iterable[VaultObject],
+    *,
+    credential: TokenCredential | None = None,
+    settings: FetchSettings | None = None,
+    partial: bool = False,
+) -> FetchResult:
+    """Fetch Key Vault objects concurrently and return their outputs by alias.
+
+    Args:
+        objects: what to read (see :class:`VaultObject` and :func:`load_spec`).
+        credential: any azure-core ``TokenCredential``; by default the pod's own (workload
+            identity if its environment is set, else managed identity), closed afterwards.
+        settings: vault suffix, concurrency and retries.
+        partial: return a result with ``failures`` instead of raising when objects fail.
+
+    Raises:
+        KeyVaultFetchError: some objects failed (unless ``partial``); its ``result`` holds the
+            others and ``failures`` names each failed object, its vault, status and message.
+        ValidationError: the objects are invalid (two on one alias, a bad vault name).
+    """
+    with Reader(credential, settings) as reader:
+        result = reader.fetch(objects)
+    if not partial:
+        result.raise_for_failures()
+    return result
+
+
+def get_secret(
+    vault: str,
+    name: str,
+    *,
+    version: str | None = None,
+    credential: TokenCredential | None = None,
+    settings: FetchSettings | None = None,
+) -> str:
+    """Read one secret's value with the pod's identity.
+
+    Args:
+        vault: the vault's name (``orders-kv``) or URL.
+        name: the secret's name.
+        version: a version id; the latest by default.
+        credential: any azure-core ``TokenCredential``; by default the pod's own.
+        settings: vault suffix and retries.
+
+    Raises:
+        AzureNotFoundError: no such vault, secret or version.
+        AzureForbiddenError: the identity may not read it, or the secret is disabled.
+        AzureAuthenticationError: no token could be had for the identity.
+        AzureError: another answer from Key Vault (throttled after retries, unavailable).
+    """
+    obj = VaultObject(vault=vault, name=name, version=version)
+    with Reader(credential, settings) as reader:
+        result = reader.fetch([obj])
+    if result.failures:
+        raise result.failures[0].error
+    return result.text(obj.output_name)
