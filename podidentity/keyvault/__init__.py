@@ -30,21 +30,36 @@ from podidentity.keyvault._core import (
     Output,
     choose_credential,
 )
+from podidentity.keyvault._directory import DirectorySink
+from podidentity.keyvault._env import EnvFileSink, env_values, exec_with_env, write_env_file
+from podidentity.keyvault._kube_secret import KubernetesSecretSink, SecretsApi
+from podidentity.keyvault._rotation import PollResult
 from podidentity.keyvault._spec import ObjectType, VaultObject, load_spec
 from podidentity.keyvault._sync import fetch, get_secret, make_credential
+from podidentity.keyvault._watch import Sink, Watcher
 
 __all__ = [
+    "DirectorySink",
+    "EnvFileSink",
     "FetchResult",
     "FetchSettings",
     "ObjectFailure",
+    "KubernetesSecretSink",
     "ObjectType",
     "Output",
+    "PollResult",
+    "SecretsApi",
+    "Sink",
     "VaultObject",
+    "Watcher",
     "choose_credential",
+    "env_values",
+    "exec_with_env",
     "fetch",
     "get_secret",
     "load_spec",
     "make_credential",
+    "write_env_file",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -575,7 +575,13 @@ def stale_objects(
         kind: Literal["secrets", "keys"] = "keys" if obj.type == "key" else "secrets"
         index = indexes.get(ListProperties(settings.url(obj), kind))
         item = None if index is None else index.get(obj.name.lower())
-        if item is None or item.version != state.version or item.updated != state.updated:
+        # Key Vault lists the latest version's attributes under the bare name (no version id),
+        # so a new version shows as a new update time; a version, when listed, is compared too.
+        if (
+            item is None
+            or item.updated != state.updated
+            or (item.version and item.version != state.version)
+        ):
             stale.append(obj)
     return stale
 
