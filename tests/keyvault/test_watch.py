@@ -28,12 +28,15 @@ def test_a_poll_of_100_unchanged_secrets_costs_4_list_pages(
     objects = _fill(world, 100)
     with Watcher(objects, [DirectorySink(tmp_path)]) as watcher:
         first = watcher.poll()
-        assert len(first.fetched) == 100 and first.written
+        assert len(first.fetched) == 100
+        assert first.written
         log = world.service.requests(world.vault)
         before = len(log.records)
         poll = watcher.poll()
         new = log.records[before:]
-    assert poll.fetched == () and poll.changed == () and not poll.written
+    assert poll.fetched == ()
+    assert poll.changed == ()
+    assert not poll.written
     assert [(r.method, r.path) for r in new] == [("GET", "/secrets")] * 4
     assert len(new) <= 4
 
@@ -50,7 +53,8 @@ def test_a_poll_with_one_change_costs_one_more_get(world: VaultWorld, tmp_path: 
         new = log.records[before:]
     assert len(new) == 5
     assert [r.path for r in new].count("/secrets/s042/") == 1
-    assert poll.changed == ("s042",) and poll.written
+    assert poll.changed == ("s042",)
+    assert poll.written
     assert (tmp_path / "s042").read_text() == "rotated"
     assert (tmp_path / "s041").read_text() == "value-41"
     assert [c.changed for c in changes] == [tuple(f"s{i:03d}" for i in range(100)), ("s042",)]
@@ -80,7 +84,8 @@ def test_a_failing_object_keeps_its_last_good_file_and_others_rotate(
         world.tick()
         world.service.set_enabled(world.vault, "a", True)
         healed = watcher.poll()
-    assert healed.failures == () and healed.changed == ("a",)
+    assert healed.failures == ()
+    assert healed.changed == ("a",)
     assert (tmp_path / "a").read_text() == "a2"
 
 
@@ -142,5 +147,6 @@ def test_a_sink_that_fails_is_retried_on_the_next_poll(
         assert f"cannot create {out}" in caplog.text
         out.unlink()
         second = watcher.poll()
-    assert second.written and second.changed == ()
+    assert second.written
+    assert second.changed == ()
     assert (out / "a").read_text() == "a1"
