@@ -199,6 +199,8 @@ def key_record(key: Any) -> KeyRecord:
     """A :class:`KeyRecord` from the SDK's ``KeyVaultKey``."""
     jwk = key.key
     fields = {name: getattr(jwk, name, None) for name in ("kty", "n", "e", "crv", "x", "y")}
+    for name in ("kty", "crv"):  # the SDK's enums: keep their wire value
+        fields[name] = getattr(fields[name], "value", fields[name])
     return KeyRecord(
         jwk=fields, version=key.properties.version or "", updated=_epoch(key.properties.updated_on)
     )
