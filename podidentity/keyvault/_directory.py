@@ -83,17 +83,24 @@ class DirectorySink:
 
     def _check_visible(self, top: str, outputs: Mapping[str, Output]) -> None:
         link = self.path / top
-        if link.is_symlink():
-            target = os.readlink(link)
-            if target == f"{DATA}/{top}":
-                return
-        elif not link.exists():
-            return
         owner = next(o for n, o in outputs.items() if n.split("/", 1)[0] == top)
-        raise ConfigError(
-            f"{owner.object.label}: cannot write {owner.name!r} to {self.path}: {link} exists and "
-            "is not a file podidentity manages; remove it or choose another alias"
-        )
+        try:
+            managed = self._managed(link, top)
+        except OSError as err:
+            raise ConfigError(
+                f"{owner.object.label}: cannot write {owner.name!r} to {self.path}: {err.strerror}"
+            ) from err
+        if not managed:
+            raise ConfigError(
+                f"{owner.object.label}: cannot write {owner.name!r} to {self.path}: {link} "
+                "exists and is not a file podidentity manages; remove it or choose another alias"
+            )
+
+    @staticmethod
+    def _managed(link: Path, top: str) -> bool:
+        if link.is_symlink():
+            return os.readlink(link) == f"{DATA}/{top}"
+        return not link.exists()
 
     def _write_file(self, directory: Path, output: Output) -> None:
         target = directory / output.name

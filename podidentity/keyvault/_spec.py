@@ -62,11 +62,11 @@ def check_output_name(name: str, *, obj: str, path: str = "alias") -> None:
         ValidationError: an absolute path, ``..``, an empty or hidden component.
     """
     parts = name.split("/")
-    if not name or any(not _OUTPUT_COMPONENT.match(p) for p in parts):
+    if not name or any(not _OUTPUT_COMPONENT.match(p) or len(p) > 255 for p in parts):
         raise ValidationError(
             path,
             "must be a relative name of letters, digits, '-', '_' and '.', not starting with '.' "
-            "or '-' (components separated by '/')",
+            "or '-', at most 255 per component (components separated by '/')",
             name,
             obj=obj,
         )
