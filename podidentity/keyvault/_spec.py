@@ -254,18 +254,25 @@ def check_unique_aliases(objects: Iterable[VaultObject]) -> None:
     Raises:
         ValidationError: naming both objects and the shared alias.
     """
-    seen: dict[str, VaultObject] = {}
+    seen: dict[str, VaultObject] = {}  # every output name
+    inside: dict[str, VaultObject] = {}  # every directory an output name lies in
     for obj in objects:
         for name in obj.output_names():
-            for taken, owner in seen.items():
-                if name == taken or name.startswith(taken + "/") or taken.startswith(name + "/"):
-                    raise ValidationError(
-                        "alias",
-                        f"{name!r} is also an output of {owner.label}; give one of them another "
-                        "alias",
-                        obj=obj.label,
-                    )
+            parts = name.split("/")
+            parents = ["/".join(parts[:i]) for i in range(1, len(parts))]
+            owner = seen.get(name) or inside.get(name)
+            owner = owner or next((seen[p] for p in parents if p in seen), None)
+            if owner is not None:
+                raise ValidationError(
+                    "alias",
+                    f"{name!r} is also an output of {owner.label}; give one of them another alias",
+                    obj=obj.label,
+                )
+        for name in obj.output_names():
             seen[name] = obj
+            parts = name.split("/")
+            for i in range(1, len(parts)):
+                inside.setdefault("/".join(parts[:i]), obj)
 
 
 def load_spec(source: str | Path | Mapping[str, Any]) -> tuple[VaultObject, ...]:
