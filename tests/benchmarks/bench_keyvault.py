@@ -64,6 +64,7 @@ def _vault(world: World, name: str, count: int) -> list[VaultObject]:
     return [VaultObject(vault=name, name=f"secret-{i:03d}") for i in range(count)]
 
 
+@pytest.mark.timeout(1200)
 def test_fetch_200_secrets_against_a_sequential_loop(world: World, bench: Suite) -> None:
     objects = _vault(world, "bench-fetch", SECRETS)
     url = world.azure.keyvault.vault_url("bench-fetch")
@@ -103,6 +104,7 @@ def test_fetch_200_secrets_against_a_sequential_loop(world: World, bench: Suite)
     bench.measure(f"aio fetch, {SECRETS} secrets, {LATENCY * 1000:.0f} ms", ours_aio)
 
 
+@pytest.mark.timeout(1200)
 def test_requests_per_rotation_poll(world: World, bench: Suite, tmp_path: Path) -> None:
     objects = _vault(world, "bench-poll", POLLED)
     log = world.azure.keyvault.requests("bench-poll")
@@ -135,6 +137,7 @@ def test_requests_per_rotation_poll(world: World, bench: Suite, tmp_path: Path) 
     assert changed <= 5
 
 
+@pytest.mark.timeout(1200)
 def test_fetch_under_throttling(world: World, bench: Suite) -> None:
     count = 100 if quick() else 300
     # The vault's limit, scaled down so that 300 requests meet it: 100 per second. The
