@@ -22,6 +22,7 @@ from podidentity.keyvault import (
     DirectorySink,
     EnvFileSink,
     FetchSettings,
+    KubernetesSecretSink,
     PollResult,
     Sink,
     VaultObject,
@@ -96,15 +97,52 @@ def _credential(client_id: str | None, resource_id: str | None) -> Any:
         raise click.UsageError(str(err)) from err
 
 
-def _sinks(out: Path | None, env_file: Path | None) -> list[Sink]:
+def _sinks(out: Path | None, env_file: Path | None, kube_secret: str | None) -> list[Sink]:
     sinks: list[Sink] = []
     if out is not None:
         sinks.append(DirectorySink(out))
     if env_file is not None:
         sinks.append(EnvFileSink(env_file))
+    secret = _kube_secret_sink(kube_secret)
+    if secret is not None:
+        sinks.append(secret)
     if not sinks:
-        raise click.UsageError("say where to deliver: --out DIR and/or --env-file FILE")
+        raise click.UsageError(
+            "say where to deliver: --out DIR, --env-file FILE and/or --kube-secret NS/NAME"
+        )
     return sinks
+
+
+def _kube_secret_sink(target: str | None) -> Sink | None:
+    """A Secret sink for ``NAMESPACE/NAME``, with in-cluster config or the kubeconfig."""
+    if target is None:
+        return None
+    namespace, slash, name = target.partition("/")
+    if not slash or not namespace or not name:
+        raise click.BadParameter("give NAMESPACE/NAME", param_hint="--kube-secret")
+    import kubernetes  # only when asked for: the import is slow
+
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        try:
+            # KUBECONFIG as it is now (the client reads it once, at import).
+            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=os.environ.get("KUBECONFIG")
+            )
+        except (kubernetes.config.ConfigException, OSError) as err:
+            raise click.UsageError(f"--kube-secret: no Kubernetes configuration: {err}") from err
+    return KubernetesSecretSink(kubernetes.client.CoreV1Api(), namespace, name)
+
+
+def _kube_secret_option(fn: _F) -> _F:
+    return click.option(
+        "--kube-secret",
+        metavar="NAMESPACE/NAME",
+        default=None,
+        help="Also write the outputs as the keys of this Kubernetes Secret (created, or updated "
+        "if podidentity manages it); in-cluster configuration, else the kubeconfig.",
+    )(fn)
 
 
 def _report(error: KeyVaultFetchError) -> None:
@@ -119,6 +157,7 @@ def secrets() -> None:
 
 @secrets.command("fetch")
 @_common
+@_kube_secret_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -137,6 +176,7 @@ def fetch_command(
     resource_id: str | None,
     vault_suffix: str,
     concurrency: int,
+    kube_secret: str | None,
     out: Path | None,
     env_file: Path | None,
 ) -> None:
@@ -146,7 +186,7 @@ def fetch_command(
     object is named on stderr.
     """
     objects = _load(spec)
-    sinks = _sinks(out, env_file)
+    sinks = _sinks(out, env_file, kube_secret)
     credential = _credential(client_id, resource_id)
     try:
         with credential:
@@ -198,6 +238,7 @@ def exec_command(
 
 @secrets.command("watch")
 @_common
+@_kube_secret_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -237,6 +278,7 @@ def watch_command(
     resource_id: str | None,
     vault_suffix: str,
     concurrency: int,
+    kube_secret: str | None,
     out: Path | None,
     env_file: Path | None,
     interval: float,
@@ -248,7 +290,7 @@ def watch_command(
     Only changed objects are fetched again; an object that fails keeps its last good file.
     """
     objects = _load(spec)
-    sinks = _sinks(out, env_file)
+    sinks = _sinks(out, env_file, kube_secret)
     signum = _signal(notify_signal)
     credential = _credential(client_id, resource_id)
     stop = threading.Event()

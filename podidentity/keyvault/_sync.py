@@ -61,7 +61,14 @@ def _transport(settings: FetchSettings) -> RequestsTransport:
     )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    return RequestsTransport(session=session, session_owner=True)
+    # The client builds no transport of its own when given one, so the connection settings
+    # among ``client_kwargs`` (``connection_verify``, timeouts, ...) must be given to ours.
+    connection = {
+        k: v
+        for k, v in settings.client_kwargs.items()
+        if k.startswith("connection_") or k == "read_timeout"
+    }
+    return RequestsTransport(session=session, session_owner=True, **connection)
 
 
 class Reader:
@@ -98,16 +105,17 @@ class Reader:
         if self._owns_credential:
             self._credential.close()
 
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs = self.settings.sdk_kwargs()
+        if "transport" not in kwargs:
+            kwargs["transport"] = _transport(self.settings)
+        return kwargs
+
     def _secret_client(self, url: str) -> SecretClient:
         with self._lock:
             client = self._secrets.get(url)
             if client is None:
-                client = SecretClient(
-                    url,
-                    self._credential,
-                    transport=_transport(self.settings),
-                    **self.settings.sdk_kwargs(),
-                )
+                client = SecretClient(url, self._credential, **self._client_kwargs())
                 self._secrets[url] = client
             return client
 
@@ -115,12 +123,7 @@ class Reader:
         with self._lock:
             client = self._keys.get(url)
             if client is None:
-                client = KeyClient(
-                    url,
-                    self._credential,
-                    transport=_transport(self.settings),
-                    **self.settings.sdk_kwargs(),
-                )
+                client = KeyClient(url, self._credential, **self._client_kwargs())
                 self._keys[url] = client
             return client
 

@@ -273,3 +273,15 @@ def test_values_never_reach_logs_reprs_or_errors(
     assert caplog.records  # the SDK and we did log
     for text in [*shown, caplog.text]:
         assert SECRET not in text
+
+
+def test_client_kwargs_reach_the_connection(
+    world: VaultWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.set("a", SECRET)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with pytest.raises(AzureUnavailableError, match="cannot reach"):  # the CA is not trusted
+        get_secret(world.vault, "a", settings=FetchSettings(retry_total=0))
+    trusted = FetchSettings(client_kwargs={"connection_verify": str(world.azure.ca_bundle)})
+    assert get_secret(world.vault, "a", settings=trusted) == SECRET

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+from click.testing import CliRunner
 
+from podidentity.cli import main
 from podidentity.errors import ConfigError, KubeConflictError, ValidationError
 from podidentity.keyvault import (
     DirectorySink,
@@ -24,6 +26,7 @@ from podidentity.keyvault import (
 )
 from podidentity.models import OwnerReference
 from podidentity.testing import KubeEmulator
+from tests.keyvault.conftest import VaultWorld
 
 OBJ = VaultObject(vault="kv-sinks", name="anything")
 
@@ -150,11 +153,16 @@ def test_env_names_must_be_variable_names() -> None:
 
 
 @pytest.fixture(scope="module")
-def core() -> Iterator[kubernetes.client.CoreV1Api]:
-    with KubeEmulator() as kube:
-        client = kubernetes.config.new_client_from_config(config_file=str(kube.kubeconfig_path))
-        with client:
-            yield kubernetes.client.CoreV1Api(client)
+def kube() -> Iterator[KubeEmulator]:
+    with KubeEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def core(kube: KubeEmulator) -> Iterator[kubernetes.client.CoreV1Api]:
+    client = kubernetes.config.new_client_from_config(config_file=str(kube.kubeconfig_path))
+    with client:
+        yield kubernetes.client.CoreV1Api(client)
 
 
 def test_a_secret_is_created_then_updated(core: kubernetes.client.CoreV1Api) -> None:
@@ -191,3 +199,23 @@ def test_a_secret_podidentity_does_not_manage_is_never_overwritten(
 def test_secret_keys_must_be_valid(core: kubernetes.client.CoreV1Api) -> None:
     with pytest.raises(ValidationError, match="not a valid Secret key"):
         KubernetesSecretSink(core, "default", "bad-keys").write(outputs({"hist/0": "x"}))
+
+
+def test_the_cli_writes_a_secret_with_the_kubeconfig(
+    world: VaultWorld,
+    kube: KubeEmulator,
+    core: kubernetes.client.CoreV1Api,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world.set("db-password", "for-the-secret")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"vault: {world.vault}\nobjects:\n  - name: db-password\n")
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig_path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    result = CliRunner().invoke(
+        main, ["secrets", "fetch", "--spec", str(spec), "--kube-secret", "default/from-cli"]
+    )
+    assert result.exit_code == 0, result.output
+    secret = core.read_namespaced_secret("from-cli", "default")
+    assert base64.b64decode(secret.data["db-password"]) == b"for-the-secret"

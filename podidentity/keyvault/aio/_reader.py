@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import aiohttp
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.identity.aio import ManagedIdentityCredential, WorkloadIdentityCredential
 from azure.keyvault.keys.aio import KeyClient
 from azure.keyvault.secrets.aio import SecretClient
@@ -43,6 +46,33 @@ def make_credential(
     return ManagedIdentityCredential(**choice.kwargs)
 
 
+def _transport(settings: FetchSettings) -> AioHttpTransport:
+    """A transport whose session verifies with one SSL context, built once.
+
+    Given ``connection_verify`` (a CA file), azure-core's aiohttp transport builds a new SSL
+    context for every request, and aiohttp pools connections per context: every request would
+    open a new connection and TLS session. The context goes on the connector instead.
+    """
+    verify = settings.client_kwargs.get("connection_verify", True)
+    context: ssl.SSLContext | bool
+    if isinstance(verify, str):
+        context = ssl.create_default_context(cafile=verify)
+    elif isinstance(verify, ssl.SSLContext):
+        context = verify
+    else:
+        context = bool(verify)
+    cert = settings.client_kwargs.get("connection_cert")
+    if cert is not None:
+        context = context if isinstance(context, ssl.SSLContext) else ssl.create_default_context()
+        if isinstance(cert, tuple):
+            context.load_cert_chain(*cert)
+        else:
+            context.load_cert_chain(cert)
+    connector = aiohttp.TCPConnector(ssl=context, limit=settings.concurrency)
+    session = aiohttp.ClientSession(connector=connector, trust_env=True)
+    return AioHttpTransport(session=session, session_owner=True)
+
+
 class Reader:
     """Sends the core's requests with one aio ``SecretClient`` (and ``KeyClient``) per vault.
 
@@ -75,17 +105,25 @@ class Reader:
         if self._owns_credential:
             await self._credential.close()
 
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs = self.settings.sdk_kwargs()
+        if "transport" not in kwargs:
+            kwargs.pop("connection_verify", None)  # on the transport's connector instead
+            kwargs.pop("connection_cert", None)
+            kwargs["transport"] = _transport(self.settings)
+        return kwargs
+
     def _secret_client(self, url: str) -> SecretClient:
         client = self._secrets.get(url)
         if client is None:
-            client = SecretClient(url, self._credential, **self.settings.sdk_kwargs())
+            client = SecretClient(url, self._credential, **self._client_kwargs())
             self._secrets[url] = client
         return client
 
     def _key_client(self, url: str) -> KeyClient:
         client = self._keys.get(url)
         if client is None:
-            client = KeyClient(url, self._credential, **self.settings.sdk_kwargs())
+            client = KeyClient(url, self._credential, **self._client_kwargs())
             self._keys[url] = client
         return client
 
