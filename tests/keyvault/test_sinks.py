@@ -219,3 +219,17 @@ def test_the_cli_writes_a_secret_with_the_kubeconfig(
     assert result.exit_code == 0, result.output
     secret = core.read_namespaced_secret("from-cli", "default")
     assert base64.b64decode(secret.data["db-password"]) == b"for-the-secret"
+
+
+def test_unchanged_files_are_linked_from_the_previous_set(tmp_path: Path) -> None:
+    sink = DirectorySink(tmp_path)
+    sink.write(outputs({"same": "1", "changes": "a"}))
+    before = {n: (tmp_path / n).stat().st_ino for n in ("same", "changes")}
+    sink.write(outputs({"same": "1", "changes": "b"}))
+    after = {n: (tmp_path / n).stat().st_ino for n in ("same", "changes")}
+    assert after["same"] == before["same"]  # the same file, now in the new set
+    assert after["changes"] != before["changes"]
+    assert (tmp_path / "changes").read_text() == "b"
+    sink.write(outputs({"same": "1"}, mode=0o640))  # a new mode is a new file
+    assert (tmp_path / "same").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "same").stat().st_ino != before["same"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from podidentity.keyvault import (
     PollResult,
     VaultObject,
     Watcher,
+    aio,
 )
 from tests.keyvault.conftest import VaultWorld
 
@@ -150,3 +153,43 @@ def test_a_sink_that_fails_is_retried_on_the_next_poll(
     assert second.written
     assert second.changed == ()
     assert (out / "a").read_text() == "a1"
+
+
+def test_run_polls_until_stopped(world: VaultWorld, tmp_path: Path) -> None:
+    world.set("a", "a1")
+    stop = threading.Event()
+    polls: list[PollResult] = []
+
+    def on_change(poll: PollResult) -> None:
+        polls.append(poll)
+        stop.set()  # the application got its files: stop after this poll
+
+    watcher = Watcher(
+        [VaultObject(vault=world.vault, name="a")],
+        [DirectorySink(tmp_path)],
+        interval=3600,
+        on_change=on_change,
+    )
+    with watcher:
+        watcher.run(stop)
+    assert [p.changed for p in polls] == [("a",)]
+    assert (tmp_path / "a").read_text() == "a1"
+
+
+async def test_the_async_watcher_runs_until_stopped(world: VaultWorld, tmp_path: Path) -> None:
+    world.set("a", "a1")
+    stop = asyncio.Event()
+    settings = FetchSettings(client_kwargs={"connection_verify": str(world.azure.ca_bundle)})
+
+    def on_change(poll: PollResult) -> None:
+        stop.set()
+
+    async with aio.Watcher(
+        [VaultObject(vault=world.vault, name="a")],
+        [DirectorySink(tmp_path)],
+        settings=settings,
+        interval=3600,
+        on_change=on_change,
+    ) as watcher:
+        await watcher.run(stop)
+    assert (tmp_path / "a").read_text() == "a1"
