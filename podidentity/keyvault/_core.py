@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Generator, Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -490,10 +492,9 @@ def azure_error(label: str, url: str, exc: BaseException) -> AzureError:
         if status == 404:
             return AzureNotFoundError(text, status_code=status, code=code)
         if status == 429:
-            retry_after = _retry_after(exc.response)
             return AzureThrottledError(
                 f"{text} (retries exhausted)",
-                retry_after=retry_after,
+                retry_after=retry_after(getattr(exc.response, "headers", {})),
                 status_code=status,
                 code=code,
             )
@@ -521,15 +522,43 @@ def _service_error(exc: azure_exceptions.HttpResponseError) -> tuple[str, str]:
     return reason.replace(" ", ""), reason
 
 
-def _retry_after(response: Any) -> float:
-    try:
-        return float(response.headers.get("Retry-After", 0))
-    except (TypeError, ValueError):
-        return 0.0
-
-
 def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+# -- throttling ---------------------------------------------------------------------------
+
+
+class ThrottleGate:
+    """One per vault: after a 429, no request to that vault starts until ``Retry-After`` ends.
+
+    azure-core's retry policy makes the throttled request itself wait; without a shared gate
+    the other requests in flight would each run into the limit too. Thread-safe; the sync and
+    aio pipeline policies consult it before every attempt.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def delay(self) -> float:
+        """Seconds to wait before sending (0 when the vault is not throttling us)."""
+        with self._lock:
+            return max(0.0, self._until - self._clock())
+
+    def throttled(self, retry_after: float) -> None:
+        """Note a 429 asking to wait ``retry_after`` seconds."""
+        with self._lock:
+            self._until = max(self._until, self._clock() + max(retry_after, 0.0))
+
+
+def retry_after(headers: Mapping[str, str]) -> float:
+    """``Retry-After`` in seconds (1 when missing or not a number: Key Vault sends seconds)."""
+    try:
+        return float(headers.get("Retry-After") or headers.get("retry-after") or 1.0)
+    except ValueError:
+        return 1.0
 
 
 # -- rotation -------------------------------------------------------------------------------

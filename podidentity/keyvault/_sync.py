@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
 from azure.core.credentials import TokenCredential
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import HTTPPolicy
 from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ManagedIdentityCredential, WorkloadIdentityCredential
 from azure.keyvault.keys import KeyClient
@@ -71,6 +74,23 @@ def _transport(settings: FetchSettings) -> RequestsTransport:
     return RequestsTransport(session=session, session_owner=True, **connection)
 
 
+class _GatePolicy(HTTPPolicy):  # type: ignore[type-arg]
+    """Waits while the vault throttles us; notes every 429 (see ``ThrottleGate``)."""
+
+    def __init__(self, gate: _core.ThrottleGate) -> None:
+        super().__init__()
+        self._gate = gate
+
+    def send(self, request: PipelineRequest) -> PipelineResponse:  # type: ignore[type-arg]
+        delay = self._gate.delay()
+        if delay:
+            time.sleep(delay)
+        response = self.next.send(request)
+        if response.http_response.status_code == 429:
+            self._gate.throttled(_core.retry_after(response.http_response.headers))
+        return response
+
+
 class Reader:
     """Sends the core's requests with one ``SecretClient`` (and ``KeyClient``) per vault.
 
@@ -87,6 +107,7 @@ class Reader:
         self._lock = threading.Lock()
         self._secrets: dict[str, SecretClient] = {}
         self._keys: dict[str, KeyClient] = {}
+        self._gates: dict[str, _core.ThrottleGate] = {}
 
     def __enter__(self) -> Reader:
         return self
@@ -105,17 +126,19 @@ class Reader:
         if self._owns_credential:
             self._credential.close()
 
-    def _client_kwargs(self) -> dict[str, Any]:
+    def _client_kwargs(self, url: str) -> dict[str, Any]:
         kwargs = self.settings.sdk_kwargs()
         if "transport" not in kwargs:
             kwargs["transport"] = _transport(self.settings)
+        gate = self._gates.setdefault(url, _core.ThrottleGate())  # secrets and keys share it
+        kwargs["per_retry_policies"] = [*kwargs.get("per_retry_policies", ()), _GatePolicy(gate)]
         return kwargs
 
     def _secret_client(self, url: str) -> SecretClient:
         with self._lock:
             client = self._secrets.get(url)
             if client is None:
-                client = SecretClient(url, self._credential, **self._client_kwargs())
+                client = SecretClient(url, self._credential, **self._client_kwargs(url))
                 self._secrets[url] = client
             return client
 
@@ -123,7 +146,7 @@ class Reader:
         with self._lock:
             client = self._keys.get(url)
             if client is None:
-                client = KeyClient(url, self._credential, **self._client_kwargs())
+                client = KeyClient(url, self._credential, **self._client_kwargs(url))
                 self._keys[url] = client
             return client
 

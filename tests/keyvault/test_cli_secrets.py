@@ -52,6 +52,9 @@ def test_fetch_writes_files_with_owner_only_modes(world: VaultWorld, tmp_path: P
     assert (out / "db-password").stat().st_mode & 0o777 == 0o600
     assert (out / "config").stat().st_mode & 0o777 == 0o644
     assert SECRET not in result.output
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert {"level": "INFO", "logger": "podidentity.keyvault"}.items() <= logged[-1].items()
+    assert logged[-1]["message"] == f"wrote 2 files to {out}"
 
 
 def test_fetch_options_from_the_environment(world: VaultWorld, tmp_path: Path) -> None:
@@ -147,3 +150,12 @@ def test_watch_rewrites_a_rotated_secret_and_stops_on_sigterm(
     assert "second" not in stderr
     assert "first" not in stderr
     assert os.listdir(out).count("a") == 1
+
+
+def test_exec_of_a_missing_program_is_a_clear_error(world: VaultWorld, tmp_path: Path) -> None:
+    world.set("a", SECRET)
+    spec = _spec(tmp_path, world, [{"name": "a", "alias": "A"}])
+    missing = str(tmp_path / "no-such-program")
+    result = CliRunner().invoke(main, ["secrets", "exec", "--spec", str(spec), "--", missing])
+    assert result.exit_code == 1
+    assert f"cannot run {missing!r}: No such file or directory" in result.output

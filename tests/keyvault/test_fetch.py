@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from podidentity.errors import (
     AzureForbiddenError,
     AzureNotFoundError,
+    AzureThrottledError,
     AzureUnavailableError,
     KeyVaultFetchError,
     ValidationError,
@@ -285,3 +286,13 @@ def test_client_kwargs_reach_the_connection(
         get_secret(world.vault, "a", settings=FetchSettings(retry_total=0))
     trusted = FetchSettings(client_kwargs={"connection_verify": str(world.azure.ca_bundle)})
     assert get_secret(world.vault, "a", settings=trusted) == SECRET
+
+
+def test_throttling_beyond_the_retries_is_a_throttled_error(world: VaultWorld) -> None:
+    world.set("a", SECRET)
+    world.service.faults(world.vault).fail_next(0, status=429, retry_after=1, path="/secrets/a")
+    with pytest.raises(AzureThrottledError) as info:
+        get_secret(world.vault, "a", settings=FetchSettings(retry_total=1))
+    assert info.value.status_code == 429
+    assert info.value.retry_after == 1.0
+    assert "(retries exhausted)" in str(info.value)

@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import AsyncHTTPPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.identity.aio import ManagedIdentityCredential, WorkloadIdentityCredential
 from azure.keyvault.keys.aio import KeyClient
@@ -73,6 +75,23 @@ def _transport(settings: FetchSettings) -> AioHttpTransport:
     return AioHttpTransport(session=session, session_owner=True)
 
 
+class _GatePolicy(AsyncHTTPPolicy):  # type: ignore[type-arg]
+    """Waits while the vault throttles us; notes every 429 (see ``ThrottleGate``)."""
+
+    def __init__(self, gate: _core.ThrottleGate) -> None:
+        super().__init__()
+        self._gate = gate
+
+    async def send(self, request: PipelineRequest) -> PipelineResponse:  # type: ignore[type-arg]
+        delay = self._gate.delay()
+        if delay:
+            await asyncio.sleep(delay)
+        response = await self.next.send(request)
+        if response.http_response.status_code == 429:
+            self._gate.throttled(_core.retry_after(response.http_response.headers))
+        return response
+
+
 class Reader:
     """Sends the core's requests with one aio ``SecretClient`` (and ``KeyClient``) per vault.
 
@@ -87,6 +106,7 @@ class Reader:
         self._credential: Any = credential if credential is not None else make_credential()
         self._secrets: dict[str, SecretClient] = {}
         self._keys: dict[str, KeyClient] = {}
+        self._gates: dict[str, _core.ThrottleGate] = {}
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
 
     async def __aenter__(self) -> Reader:
@@ -105,25 +125,27 @@ class Reader:
         if self._owns_credential:
             await self._credential.close()
 
-    def _client_kwargs(self) -> dict[str, Any]:
+    def _client_kwargs(self, url: str) -> dict[str, Any]:
         kwargs = self.settings.sdk_kwargs()
         if "transport" not in kwargs:
             kwargs.pop("connection_verify", None)  # on the transport's connector instead
             kwargs.pop("connection_cert", None)
             kwargs["transport"] = _transport(self.settings)
+        gate = self._gates.setdefault(url, _core.ThrottleGate())  # secrets and keys share it
+        kwargs["per_retry_policies"] = [*kwargs.get("per_retry_policies", ()), _GatePolicy(gate)]
         return kwargs
 
     def _secret_client(self, url: str) -> SecretClient:
         client = self._secrets.get(url)
         if client is None:
-            client = SecretClient(url, self._credential, **self._client_kwargs())
+            client = SecretClient(url, self._credential, **self._client_kwargs(url))
             self._secrets[url] = client
         return client
 
     def _key_client(self, url: str) -> KeyClient:
         client = self._keys.get(url)
         if client is None:
-            client = KeyClient(url, self._credential, **self._client_kwargs())
+            client = KeyClient(url, self._credential, **self._client_kwargs(url))
             self._keys[url] = client
         return client
 
