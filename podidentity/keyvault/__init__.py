@@ -23,13 +23,8 @@ from __future__ import annotations
 
 import logging
 
-from podidentity.keyvault._core import (
-    FetchResult,
-    FetchSettings,
-    ObjectFailure,
-    Output,
-    choose_credential,
-)
+from podidentity.keyvault._core import FetchResult, FetchSettings, ObjectFailure, Output
+from podidentity.keyvault._credential import choose_credential
 from podidentity.keyvault._directory import DirectorySink
 from podidentity.keyvault._env import EnvFileSink, env_values, exec_with_env, write_env_file
 from podidentity.keyvault._kube_secret import KubernetesSecretSink, SecretsApi

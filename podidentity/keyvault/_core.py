@@ -15,10 +15,7 @@ An object's *flow* is a generator that yields request records (:class:`GetSecret
 from __future__ import annotations
 
 import datetime as dt
-import os
-import threading
-import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -31,7 +28,6 @@ from podidentity.errors import (
     AzureNotFoundError,
     AzureThrottledError,
     AzureUnavailableError,
-    ConfigError,
     KeyVaultFetchError,
     PodIdentityError,
     ValidationError,
@@ -43,12 +39,29 @@ from podidentity.keyvault._convert import (
     split_values,
 )
 from podidentity.keyvault._spec import VaultObject, check_unique_aliases, vault_url
+from podidentity.keyvault._throttle import retry_after
 
 __all__ = [
+    "PAGE_SIZE",
     "FetchResult",
     "FetchSettings",
+    "GetKey",
+    "GetSecret",
+    "ListProperties",
+    "ListSecretVersions",
+    "Listed",
     "ObjectFailure",
+    "ObjectState",
+    "Outcome",
     "Output",
+    "Request",
+    "assemble",
+    "azure_error",
+    "failure",
+    "listing_requests",
+    "object_flow",
+    "prepare",
+    "stale_objects",
 ]
 
 #: Key Vault's largest page; the service's default too.
@@ -526,41 +539,6 @@ def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
-# -- throttling ---------------------------------------------------------------------------
-
-
-class ThrottleGate:
-    """One per vault: after a 429, no request to that vault starts until ``Retry-After`` ends.
-
-    azure-core's retry policy makes the throttled request itself wait; without a shared gate
-    the other requests in flight would each run into the limit too. Thread-safe; the sync and
-    aio pipeline policies consult it before every attempt.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._until = 0.0
-        self._lock = threading.Lock()
-
-    def delay(self) -> float:
-        """Seconds to wait before sending (0 when the vault is not throttling us)."""
-        with self._lock:
-            return max(0.0, self._until - self._clock())
-
-    def throttled(self, retry_after: float) -> None:
-        """Note a 429 asking to wait ``retry_after`` seconds."""
-        with self._lock:
-            self._until = max(self._until, self._clock() + max(retry_after, 0.0))
-
-
-def retry_after(headers: Mapping[str, str]) -> float:
-    """``Retry-After`` in seconds (1 when missing or not a number: Key Vault sends seconds)."""
-    try:
-        return float(headers.get("Retry-After") or headers.get("retry-after") or 1.0)
-    except ValueError:
-        return 1.0
-
-
 # -- rotation -------------------------------------------------------------------------------
 
 
@@ -615,60 +593,3 @@ def stale_objects(
         ):
             stale.append(obj)
     return stale
-
-
-# -- credentials ----------------------------------------------------------------------------
-
-_WORKLOAD_VARS = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE")
-
-
-@attrs.frozen
-class CredentialChoice:
-    """Which credential a pod should use: ``workload`` or ``managed``, and its arguments."""
-
-    kind: Literal["workload", "managed"]
-    kwargs: Mapping[str, Any]
-
-
-def choose_credential(
-    *,
-    client_id: str | None = None,
-    resource_id: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> CredentialChoice:
-    """Pick the credential for a pod from its environment.
-
-    Workload identity when ``AZURE_FEDERATED_TOKEN_FILE`` is set (with ``AZURE_CLIENT_ID``
-    and ``AZURE_TENANT_ID``, as the webhook injects them); otherwise managed identity through
-    IMDS or the node's token proxy, for ``client_id`` or ``resource_id`` when given.
-
-    Raises:
-        ConfigError: both ``client_id`` and ``resource_id``; a partial workload environment.
-    """
-    env = os.environ if environ is None else environ
-    if client_id and resource_id:
-        raise ConfigError("give a client ID or a resource ID for the managed identity, not both")
-    if env.get("AZURE_FEDERATED_TOKEN_FILE"):
-        if resource_id:
-            raise ConfigError(
-                "a resource ID selects a managed identity; with workload identity "
-                "(AZURE_FEDERATED_TOKEN_FILE is set) give the client ID"
-            )
-        missing = [
-            v
-            for v in _WORKLOAD_VARS
-            if not env.get(v) and not (v == "AZURE_CLIENT_ID" and client_id)
-        ]
-        if missing:
-            raise ConfigError(
-                f"AZURE_FEDERATED_TOKEN_FILE is set but {', '.join(missing)} "
-                f"{'is' if len(missing) == 1 else 'are'} not: set them (the workload identity "
-                "webhook does) or unset AZURE_FEDERATED_TOKEN_FILE to use managed identity"
-            )
-        kwargs: dict[str, Any] = {"client_id": client_id} if client_id else {}
-        return CredentialChoice("workload", kwargs)
-    if client_id:
-        return CredentialChoice("managed", {"client_id": client_id})
-    if resource_id:
-        return CredentialChoice("managed", {"identity_config": {"resource_id": resource_id}})
-    return CredentialChoice("managed", {})

@@ -33,7 +33,9 @@ from podidentity.keyvault._core import (
     Outcome,
     Request,
 )
+from podidentity.keyvault._credential import choose_credential
 from podidentity.keyvault._spec import VaultObject
+from podidentity.keyvault._throttle import ThrottleGate, retry_after
 
 __all__ = ["Reader", "fetch", "get_secret", "make_credential"]
 
@@ -47,7 +49,7 @@ def make_credential(
 
     The caller owns it and closes it.
     """
-    choice = _core.choose_credential(client_id=client_id, resource_id=resource_id)
+    choice = choose_credential(client_id=client_id, resource_id=resource_id)
     if choice.kind == "workload":
         return WorkloadIdentityCredential(**choice.kwargs)
     return ManagedIdentityCredential(**choice.kwargs)
@@ -77,7 +79,7 @@ def _transport(settings: FetchSettings) -> RequestsTransport:
 class _GatePolicy(HTTPPolicy):  # type: ignore[type-arg]
     """Waits while the vault throttles us; notes every 429 (see ``ThrottleGate``)."""
 
-    def __init__(self, gate: _core.ThrottleGate) -> None:
+    def __init__(self, gate: ThrottleGate) -> None:
         super().__init__()
         self._gate = gate
 
@@ -87,7 +89,7 @@ class _GatePolicy(HTTPPolicy):  # type: ignore[type-arg]
             time.sleep(delay)
         response = self.next.send(request)
         if response.http_response.status_code == 429:
-            self._gate.throttled(_core.retry_after(response.http_response.headers))
+            self._gate.throttled(retry_after(response.http_response.headers))
         return response
 
 
@@ -107,7 +109,7 @@ class Reader:
         self._lock = threading.Lock()
         self._secrets: dict[str, SecretClient] = {}
         self._keys: dict[str, KeyClient] = {}
-        self._gates: dict[str, _core.ThrottleGate] = {}
+        self._gates: dict[str, ThrottleGate] = {}
 
     def __enter__(self) -> Reader:
         return self
@@ -130,7 +132,7 @@ class Reader:
         kwargs = self.settings.sdk_kwargs()
         if "transport" not in kwargs:
             kwargs["transport"] = _transport(self.settings)
-        gate = self._gates.setdefault(url, _core.ThrottleGate())  # secrets and keys share it
+        gate = self._gates.setdefault(url, ThrottleGate())  # secrets and keys share it
         kwargs["per_retry_policies"] = [*kwargs.get("per_retry_policies", ()), _GatePolicy(gate)]
         return kwargs
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from podidentity.keyvault import _core, _sync
+from podidentity.keyvault import _sync, _throttle
 from podidentity.testing.azure import ManualClock
 
 
 def test_the_gate_holds_until_retry_after_has_passed() -> None:
     clock = ManualClock(1000.0)
-    gate = _core.ThrottleGate(clock)
+    gate = _throttle.ThrottleGate(clock)
     assert gate.delay() == 0.0
     gate.throttled(5)
     assert gate.delay() == 5.0
@@ -33,7 +33,7 @@ def test_the_gate_holds_until_retry_after_has_passed() -> None:
     ],
 )
 def test_retry_after(headers: dict[str, str], seconds: float) -> None:
-    assert _core.retry_after(headers) == seconds
+    assert _throttle.retry_after(headers) == seconds
 
 
 class _Answer:
@@ -56,7 +56,7 @@ def test_the_sync_policy_waits_and_notes(monkeypatch: pytest.MonkeyPatch) -> Non
     slept: list[float] = []
     monkeypatch.setattr(_sync.time, "sleep", slept.append)
     clock = ManualClock(0.0)
-    gate = _core.ThrottleGate(clock)
+    gate = _throttle.ThrottleGate(clock)
     policy = _sync._GatePolicy(gate)
     policy.next = _Next(_Answer(429, {"Retry-After": "3"}), _Answer(200, {}))  # type: ignore[assignment]
     policy.send(object())  # type: ignore[arg-type]

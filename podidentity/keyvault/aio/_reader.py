@@ -31,7 +31,9 @@ from podidentity.keyvault._core import (
     Outcome,
     Request,
 )
+from podidentity.keyvault._credential import choose_credential
 from podidentity.keyvault._spec import VaultObject
+from podidentity.keyvault._throttle import ThrottleGate, retry_after
 
 __all__ = ["Reader", "fetch", "get_secret", "make_credential"]
 
@@ -42,7 +44,7 @@ def make_credential(
     *, client_id: str | None = None, resource_id: str | None = None
 ) -> ManagedIdentityCredential | WorkloadIdentityCredential:
     """The async credential a pod should use (see ``choose_credential``); the caller closes it."""
-    choice = _core.choose_credential(client_id=client_id, resource_id=resource_id)
+    choice = choose_credential(client_id=client_id, resource_id=resource_id)
     if choice.kind == "workload":
         return WorkloadIdentityCredential(**choice.kwargs)
     return ManagedIdentityCredential(**choice.kwargs)
@@ -78,7 +80,7 @@ def _transport(settings: FetchSettings) -> AioHttpTransport:
 class _GatePolicy(AsyncHTTPPolicy):  # type: ignore[type-arg]
     """Waits while the vault throttles us; notes every 429 (see ``ThrottleGate``)."""
 
-    def __init__(self, gate: _core.ThrottleGate) -> None:
+    def __init__(self, gate: ThrottleGate) -> None:
         super().__init__()
         self._gate = gate
 
@@ -88,7 +90,7 @@ class _GatePolicy(AsyncHTTPPolicy):  # type: ignore[type-arg]
             await asyncio.sleep(delay)
         response = await self.next.send(request)
         if response.http_response.status_code == 429:
-            self._gate.throttled(_core.retry_after(response.http_response.headers))
+            self._gate.throttled(retry_after(response.http_response.headers))
         return response
 
 
@@ -106,7 +108,7 @@ class Reader:
         self._credential: Any = credential if credential is not None else make_credential()
         self._secrets: dict[str, SecretClient] = {}
         self._keys: dict[str, KeyClient] = {}
-        self._gates: dict[str, _core.ThrottleGate] = {}
+        self._gates: dict[str, ThrottleGate] = {}
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
 
     async def __aenter__(self) -> Reader:
@@ -131,7 +133,7 @@ class Reader:
             kwargs.pop("connection_verify", None)  # on the transport's connector instead
             kwargs.pop("connection_cert", None)
             kwargs["transport"] = _transport(self.settings)
-        gate = self._gates.setdefault(url, _core.ThrottleGate())  # secrets and keys share it
+        gate = self._gates.setdefault(url, ThrottleGate())  # secrets and keys share it
         kwargs["per_retry_policies"] = [*kwargs.get("per_retry_policies", ()), _GatePolicy(gate)]
         return kwargs
 
