@@ -296,3 +296,13 @@ def test_throttling_beyond_the_retries_is_a_throttled_error(world: VaultWorld) -
     assert info.value.status_code == 429
     assert info.value.retry_after == 1.0
     assert "(retries exhausted)" in str(info.value)
+
+
+def test_keys_of_a_multi_value_secret_cannot_escape_the_directory(world: VaultWorld) -> None:
+    # The vault's content is trusted less than the spec: its keys become file names.
+    world.set("evil", json.dumps({"../../escaped": "x", "fine": "y"}))
+    with pytest.raises(KeyVaultFetchError) as info:
+        fetch([VaultObject(vault=world.vault, name="evil", split="json")])
+    assert info.value.failures[0].code == "InvalidContent"
+    assert "split['../../escaped']" in str(info.value)
+    assert len(info.value.result) == 0

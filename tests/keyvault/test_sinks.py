@@ -233,3 +233,14 @@ def test_unchanged_files_are_linked_from_the_previous_set(tmp_path: Path) -> Non
     sink.write(outputs({"same": "1"}, mode=0o640))  # a new mode is a new file
     assert (tmp_path / "same").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "same").stat().st_ino != before["same"]
+
+
+def test_a_link_planted_under_an_output_name_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a").symlink_to(target)  # someone hopes we will write through it
+    with pytest.raises(ConfigError, match="is not a file podidentity manages"):
+        DirectorySink(out).write(outputs({"a": "x"}))
+    assert target.read_text() == "precious"
