@@ -44,3 +44,8 @@ def test_every_public_name_is_in_the_reference(module: str, name: str) -> None:
     assert getattr(podidentity.keyvault, name, obj) is obj or owner == module
     if typing.get_origin(obj) is not typing.Literal:
         assert obj.__doc__
+
+
+def test_the_aio_module_has_the_same_names() -> None:
+    assert podidentity.keyvault.aio.__all__ == podidentity.keyvault.__all__
+    assert podidentity.keyvault.__all__ == sorted(podidentity.keyvault.__all__)
