@@ -119,6 +119,16 @@ def test_exec_with_an_alias_that_is_no_variable_name(world: VaultWorld, tmp_path
     assert "set an alias such as 'DB_PASSWORD'" in result.output
 
 
+APP_WAITING_FOR_SIGNALS = """
+import signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+print("ready", flush=True)
+while True:
+    number = signal.sigwait([signal.SIGUSR1])
+    print(signal.Signals(number).name, flush=True)
+"""
+
+
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -133,19 +143,44 @@ def test_watch_rewrites_a_rotated_secret_and_stops_on_sigterm(
     world.set("a", "first")
     spec = _spec(tmp_path, world, [{"name": "a"}])
     out = tmp_path / "out"
+    # The application: told by a signal that its files changed.
+    app = subprocess.Popen(
+        [sys.executable, "-c", APP_WAITING_FOR_SIGNALS],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert app.stdout is not None
+    assert app.stdout.readline() == "ready\n"
     process = subprocess.Popen(
-        _cli("secrets", "watch", "--spec", str(spec), "--out", str(out), "--interval", "1"),
+        _cli(
+            "secrets",
+            "watch",
+            "--spec",
+            str(spec),
+            "--out",
+            str(out),
+            "--interval",
+            "1",
+            "--notify-pid",
+            str(app.pid),
+            "--notify-signal",
+            "USR1",
+        ),
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         _wait_for(lambda: (out / "a").exists(), "the first write")
         assert (out / "a").read_text() == "first"
+        assert app.stdout.readline() == "SIGUSR1\n"
         world.set("a", "second")
         _wait_for(lambda: (out / "a").read_text() == "second", "the rotated value")
+        assert app.stdout.readline() == "SIGUSR1\n"
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
+        app.kill()
+        app.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "second" not in stderr
     assert "first" not in stderr
