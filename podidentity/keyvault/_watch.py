@@ -86,7 +86,8 @@ class Watcher:
             poll = PollResult(poll.fetched, poll.changed, poll.failures, not self._pending_write)
             if poll.written and self.on_change is not None:
                 self.on_change(poll)
-        logger.info("poll: %s", describe(poll))
+        quiet = not (poll.fetched or poll.changed or poll.failures)
+        logger.log(logging.DEBUG if quiet else logging.INFO, "poll: %s", describe(poll))
         return poll
 
     def _write(self, outputs: dict[str, Output]) -> bool:

@@ -70,7 +70,8 @@ class Watcher:
                 called = self.on_change(poll)
                 if called is not None:
                     await called
-        logger.info("poll: %s", describe(poll))
+        quiet = not (poll.fetched or poll.changed or poll.failures)
+        logger.log(logging.DEBUG if quiet else logging.INFO, "poll: %s", describe(poll))
         return poll
 
     async def _write(self, outputs: dict[str, Output]) -> bool:
