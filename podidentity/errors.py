@@ -24,6 +24,8 @@ PodIdentityError
 │   ├── IdentityNotAssignedError    IMDS does not (yet) have the identity on this VM / scale set
 │   ├── AzureThrottledError         429: wait ``retry_after`` seconds
 │   └── AzureUnavailableError       5xx, connection errors, timeouts: transient
+├── KeyVaultFetchError         some Key Vault objects failed; ``failures`` names each object
+│                              (vault, status, message) and ``result`` keeps what succeeded
 └── ReconcileError             outcome of one reconcile step
     ├── TemporaryReconcileError     try again after ``delay`` seconds
     └── PermanentReconcileError     retrying will not help until the input changes
@@ -47,6 +49,7 @@ __all__ = [
     "AzureUnavailableError",
     "ConfigError",
     "IdentityNotAssignedError",
+    "KeyVaultFetchError",
     "KubeAlreadyExistsError",
     "KubeConflictError",
     "KubeError",
@@ -208,6 +211,27 @@ class AzureThrottledError(AzureError):
 
 class AzureUnavailableError(AzureError):
     """5xx, a reset connection or a timeout: transient, retry with backoff."""
+
+
+class KeyVaultFetchError(PodIdentityError):
+    """One or more Key Vault objects could not be fetched or converted.
+
+    The message lists every failed object with its vault, HTTP status and the service's message;
+    values are never part of it.
+
+    Attributes:
+        failures: one entry per failed object (``podidentity.keyvault.ObjectFailure``), each
+            with ``object``, ``vault``, ``status_code``, ``code``, ``message`` and ``error`` (the
+            typed error: ``AzureNotFoundError``, ``AzureForbiddenError``, ``ValidationError``,
+            ...).
+        result: the partial result: every object that did succeed
+            (``podidentity.keyvault.FetchResult``).
+    """
+
+    def __init__(self, message: str, *, failures: tuple[Any, ...], result: Any) -> None:
+        super().__init__(message)
+        self.failures = failures
+        self.result = result
 
 
 class ReconcileError(PodIdentityError):
