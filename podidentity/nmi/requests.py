@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import attrs
 
@@ -93,7 +93,7 @@ def classify_path(raw_path: bytes) -> Route:
     """
     path = raw_path.decode("latin-1")
     lowered = path.lower()
-    decoded_lower = lowered.replace("\\", "/").replace("%2f", "/").replace("%5c", "/")
+    decoded_lower = unquote(path, encoding="latin-1").replace("\\", "/").lower()
     if _needs_normalising(path):
         if any(decoded_lower.lstrip("/").startswith(p[1:]) for p in _GUARDED_PREFIXES):
             raise BadTokenRequestError(

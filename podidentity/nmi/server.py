@@ -48,6 +48,7 @@ def _server(app: Callable[..., Any], sock_timeout_keep_alive: int) -> uvicorn.Se
     config = uvicorn.Config(
         app,
         lifespan="off",
+        interface="asgi3",  # a bound method would be taken for ASGI 2 by auto-detection
         proxy_headers=False,  # the caller is the TCP peer, never a header
         server_header=False,
         date_header=False,
