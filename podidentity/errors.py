@@ -31,7 +31,7 @@ PodIdentityError
     ├── BadTokenRequestError        the request is malformed (path, header, parameters)
     ├── CallerNotIdentifiedError    no single pod on this node is the caller (or its proof failed)
     ├── IdentityNotPermittedError   the calling pod has no such identity
-    └── AssignmentPendingError      the pod's identity is not assigned yet: retry after ``retry_after``
+    └── AssignmentPendingError      the pod's identity is not usable yet: see ``retry_after``
 ```
 
 The token proxy maps these classes, and the Azure and Kubernetes ones, to HTTP answers in one

@@ -78,7 +78,7 @@ def test_unknown_addresses_and_the_host_network_get_no_pod() -> None:
 
 def test_two_live_pods_with_one_address_are_refused_not_guessed() -> None:
     view = View([pod("one", "127.10.0.5"), pod("two", "127.10.0.5")])
-    with pytest.raises(CallerNotIdentifiedError, match="default/one, default/two.*refusing"):
+    with pytest.raises(CallerNotIdentifiedError, match=r"default/one, default/two.*refusing"):
         caller_for_address(view, "127.10.0.5")
 
 
@@ -152,7 +152,8 @@ def test_selection_by_each_parameter_and_refusal_naming_own_client_ids() -> None
     with pytest.raises(IdentityNotPermittedError) as refused:
         select_identities(web, both, [], ("client_id", kubelet.client_id))
     message = str(refused.value)
-    assert first.client_id in message and second.client_id in message
+    assert first.client_id in message
+    assert second.client_id in message
     assert kubelet.client_id in message  # it repeats what was asked, nothing else
 
 

@@ -85,7 +85,8 @@ def test_no_path_reaching_the_token_endpoint_is_forwarded(suffix: bytes) -> None
         # What IIS would see after its own normalisation must not be the identity endpoint.
         normalised = path.decode("latin-1").lower().replace("\\", "/")
         assert "/identity" not in normalised
-        assert "%" not in normalised and ".." not in normalised
+        assert "%" not in normalised
+        assert ".." not in normalised
 
 
 def test_token_query_follows_imds_order_and_texts() -> None:
@@ -95,13 +96,13 @@ def test_token_query_follows_imds_order_and_texts() -> None:
         ("client_id", "ABC"),
         "2018-02-01",
     )
-    with pytest.raises(BadTokenRequestError, match="^Required metadata header not specified$"):
+    with pytest.raises(BadTokenRequestError, match=r"^Required metadata header not specified$"):
         parse_token_query("GET", b"", {})
-    with pytest.raises(BadTokenRequestError, match="^Required metadata header not specified$"):
+    with pytest.raises(BadTokenRequestError, match=r"^Required metadata header not specified$"):
         parse_token_query("GET", OK, {"metadata": "false"})
     with pytest.raises(BadTokenRequestError, match="api-version"):
         parse_token_query("GET", b"resource=x", META)
-    with pytest.raises(BadTokenRequestError, match="^Required audience parameter not specified$"):
+    with pytest.raises(BadTokenRequestError, match=r"^Required audience parameter not specified$"):
         parse_token_query("GET", b"api-version=2018-02-01", META)
     with pytest.raises(MethodNotAllowedError):
         parse_token_query("POST", OK, META)
