@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from podidentity.nmi import TokenProxySettings
 from podidentity.testing import Sandbox
+from tests.nmi.inprocess import MakeProxy, proxies
 from tests.nmi.world import NmiWorld
 
 
@@ -23,3 +24,9 @@ def world() -> Iterator[NmiWorld]:
 @pytest.fixture
 def nodes(world: NmiWorld) -> list[str]:
     return sorted(world.sandbox.nodes)
+
+
+@pytest.fixture
+async def make_proxy(world: NmiWorld) -> AsyncIterator[MakeProxy]:
+    async for make in proxies(world):
+        yield make
