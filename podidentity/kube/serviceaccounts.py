@@ -3,33 +3,26 @@
 The node token proxy uses both: a caller may prove which pod it is with its projected token,
 verified by the API server with a TokenReview (the only verifier that also knows the bound pod
 still exists), and federated identities need a short-lived token bound to the calling pod to
-exchange at Azure AD.
+exchange at Azure AD. Tokens are never logged or put in an error message.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-from kubernetes.aio import client as kclient
-from kubernetes.aio.client.exceptions import ApiException
 
-from podidentity.errors import (
-    KubeError,
-    KubeForbiddenError,
-    KubeNotFoundError,
-    KubeUnavailableError,
-)
+from podidentity.errors import KubeUnavailableError
+from podidentity.kube._client import KubeClient
 
 __all__ = ["ReviewedToken", "request_pod_token", "review_token"]
-
-logger = logging.getLogger(__name__)
 
 _POD_NAME = "authentication.kubernetes.io/pod-name"
 _POD_UID = "authentication.kubernetes.io/pod-uid"
 _SA_PREFIX = "system:serviceaccount:"
+_TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"  # noqa: S105 - a path
 
 
 @attrs.frozen
@@ -51,40 +44,40 @@ class ReviewedToken:
     audiences: tuple[str, ...]
 
 
-def _first(extra: Any, key: str) -> str:
-    values = (extra or {}).get(key) or []
+def _first(extra: Mapping[str, Any], key: str) -> str:
+    values = extra.get(key) or []
     return str(values[0]) if values else ""
 
 
 async def review_token(
-    api: kclient.ApiClient, token: str, audiences: Sequence[str]
+    client: KubeClient, token: str, audiences: Sequence[str]
 ) -> ReviewedToken | None:
     """Ask the API server whether ``token`` is a valid service-account token for ``audiences``.
 
     Returns ``None`` when it is not (forged, expired, wrong audience, its pod or account gone,
-    not a service account); the token itself is never logged.
+    not a service account).
 
     Raises:
         podidentity.errors.KubeError: the review itself failed (no answer, not allowed).
     """
-    body = kclient.V1TokenReview(
-        spec=kclient.V1TokenReviewSpec(token=token, audiences=list(audiences))
-    )
-    try:
-        review = await kclient.AuthenticationV1Api(api).create_token_review(body)
-    except ApiException as err:
-        raise kube_error(err, "TokenReview") from None
-    status = review.status
-    if status is None or not status.authenticated or status.user is None:
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": token, "audiences": list(audiences)},
+    }
+    review = await client.request("POST", _TOKEN_REVIEWS, body=body)
+    status = review.get("status") or {}
+    user = status.get("user") or {}
+    if not status.get("authenticated") or not user:
         return None
-    username = status.user.username or ""
+    username = str(user.get("username") or "")
     if not username.startswith(_SA_PREFIX):
         return None
     namespace, _, account = username[len(_SA_PREFIX) :].partition(":")
-    confirmed = tuple(status.audiences or ())
+    confirmed = tuple(str(a) for a in status.get("audiences") or ())
     if not set(confirmed) & set(audiences):
         return None
-    extra = status.user.extra
+    extra = user.get("extra") or {}
     return ReviewedToken(
         namespace=namespace,
         service_account=account,
@@ -95,7 +88,7 @@ async def review_token(
 
 
 async def request_pod_token(
-    api: kclient.ApiClient,
+    client: KubeClient,
     *,
     namespace: str,
     service_account: str,
@@ -109,35 +102,24 @@ async def request_pod_token(
     Raises:
         podidentity.errors.KubeError: the API server refused (account or pod gone, not allowed).
     """
-    body = kclient.AuthenticationV1TokenRequest(
-        spec=kclient.V1TokenRequestSpec(
-            audiences=[audience],
-            expiration_seconds=expiration_seconds,
-            bound_object_ref=kclient.V1BoundObjectReference(
-                api_version="v1", kind="Pod", name=pod_name, uid=pod_uid or None
-            ),
-        )
+    bound: dict[str, str] = {"apiVersion": "v1", "kind": "Pod", "name": pod_name}
+    if pod_uid:
+        bound["uid"] = pod_uid
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            "audiences": [audience],
+            "expirationSeconds": expiration_seconds,
+            "boundObjectRef": bound,
+        },
+    }
+    path = (
+        f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}/serviceaccounts/"
+        f"{urllib.parse.quote(service_account, safe='')}/token"
     )
-    try:
-        result = await kclient.CoreV1Api(api).create_namespaced_service_account_token(
-            service_account, namespace, body
-        )
-    except ApiException as err:
-        raise kube_error(err, f"TokenRequest for {namespace}/{service_account}") from None
-    token = result.status.token if result.status is not None else None
+    result = await client.request("POST", path, body=body)
+    token = (result.get("status") or {}).get("token")
     if not token:
         raise KubeUnavailableError(f"TokenRequest for {namespace}/{service_account} gave no token")
     return str(token)
-
-
-def kube_error(err: ApiException, what: str) -> KubeError:
-    """The :mod:`podidentity.errors` class for an API error (no request body is quoted)."""
-    status = int(err.status or 0)
-    message = f"{what}: the API server answered {status} {err.reason or ''}".rstrip()
-    if status == 404:
-        return KubeNotFoundError(message, code=status, reason="NotFound")
-    if status in (401, 403):
-        return KubeForbiddenError(message, code=status, reason=str(err.reason or ""))
-    if status == 0 or status == 429 or status >= 500:
-        return KubeUnavailableError(message, code=status, reason=str(err.reason or ""))
-    return KubeError(message, code=status, reason=str(err.reason or ""))

@@ -20,7 +20,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from kubernetes.aio import client as kclient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from podidentity.azure.imds import ImdsClient
@@ -30,9 +29,9 @@ from podidentity.errors import (
     CallerNotIdentifiedError,
     IdentityNotPermittedError,
 )
+from podidentity.kube import KubeClient
 from podidentity.kube.serviceaccounts import ReviewedToken, review_token
 from podidentity.models import AzureIdentity, IdentityType
-from podidentity.nmi._watch import ClusterView
 from podidentity.nmi.cache import CacheKey, TokenCache
 from podidentity.nmi.callers import (
     NodeView,
@@ -62,6 +61,7 @@ from podidentity.nmi.responses import (
 )
 from podidentity.nmi.settings import TokenProxySettings
 from podidentity.nmi.sources import TokenSources, cache_key, node_cache_key
+from podidentity.nmi.view import ClusterView
 
 __all__ = ["TokenProxy", "TokenReviewer", "TokenSource"]
 
@@ -161,7 +161,7 @@ class TokenProxy:
         cls,
         node_name: str,
         *,
-        api: kclient.ApiClient,
+        api: Any,
         imds_url: str,
         settings: TokenProxySettings | None = None,
         credential_options: Mapping[str, Any] | None = None,
@@ -173,19 +173,21 @@ class TokenProxy:
 
         Args:
             node_name: the node it serves.
-            api: a ``kubernetes.aio`` API client allowed to watch pods, assignments and
-                exceptions, read Secrets, create TokenReviews and TokenRequests.
+            api: a ``kubernetes.aio`` ``ApiClient`` (``podidentity.kube.load_api_client``)
+                allowed to watch pods, assignments and exceptions, read Secrets, create
+                TokenReviews and TokenRequests.
             imds_url: the node's IMDS (``http://169.254.169.254`` on Azure).
             settings: see :class:`~podidentity.nmi.TokenProxySettings`.
             credential_options: extra keyword arguments for azure-identity credentials.
             clock: epoch seconds (injected in tests).
         """
-        view = ClusterView(api, node_name)
+        client = KubeClient(api)
+        view = ClusterView(client, node_name)
         imds = ImdsClient(imds_url)
-        sources = TokenSources(imds, api, credential_options=credential_options)
+        sources = TokenSources(imds, client, credential_options=credential_options)
 
         async def reviewer(token: str, audiences: Sequence[str]) -> ReviewedToken | None:
-            return await review_token(api, token, audiences)
+            return await review_token(client, token, audiences)
 
         proxy = cls(
             node_name,
@@ -214,6 +216,10 @@ class TokenProxy:
         for close in closers:
             with contextlib.suppress(Exception):
                 await close()
+        # Closed transports finish closing on the loop's next turns; let them, so a loop that
+        # ends right after stop() leaves no socket half-closed.
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     async def __aenter__(self) -> TokenProxy:
         await self.start()

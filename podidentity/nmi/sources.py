@@ -23,8 +23,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes.aio import client as kclient
-
 from podidentity.azure.aad import (
     WORKLOAD_IDENTITY_AUDIENCE,
     certificate_token,
@@ -34,6 +32,7 @@ from podidentity.azure.aad import (
 from podidentity.azure.imds import ImdsClient
 from podidentity.azure.tokens import AccessToken
 from podidentity.errors import AzureAuthenticationError, KubeError
+from podidentity.kube import KubeClient
 from podidentity.kube.secrets import read_secret_data
 from podidentity.kube.serviceaccounts import request_pod_token
 from podidentity.models import AzureIdentity, IdentityType
@@ -78,7 +77,7 @@ class TokenSources:
 
     Args:
         imds: the node's IMDS.
-        api: a ``kubernetes.aio`` client (Secrets, TokenRequest).
+        client: the Kubernetes client (Secrets, TokenRequest).
         credential_options: extra keyword arguments for azure-identity credentials (transport
             settings such as ``connection_verify`` and ``proxies``).
     """
@@ -86,12 +85,12 @@ class TokenSources:
     def __init__(
         self,
         imds: ImdsClient,
-        api: kclient.ApiClient,
+        client: KubeClient,
         *,
         credential_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.imds = imds
-        self.api = api
+        self.client = client
         self.credential_options = dict(credential_options or {})
 
     def __repr__(self) -> str:
@@ -147,7 +146,7 @@ class TokenSources:
             )
         namespace = ref.namespace or identity.namespace
         try:
-            return await read_secret_data(self.api, namespace, ref.name)
+            return await read_secret_data(self.client, namespace, ref.name)
         except KubeError as err:
             raise type(err)(
                 f"AzureIdentity {identity.namespace}/{identity.name}: {err}",
@@ -187,7 +186,7 @@ class TokenSources:
 
     async def _federated(self, identity: AzureIdentity, pod: PodInfo, resource: str) -> AccessToken:
         assertion = await request_pod_token(
-            self.api,
+            self.client,
             namespace=pod.namespace,
             service_account=pod.service_account,
             pod_name=pod.name,

@@ -20,9 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kubernetes.aio import client as kclient
-from kubernetes.aio import config as kconfig
-
+from podidentity.kube import load_api_client
 from podidentity.nmi import TokenProxy, TokenProxyServer, TokenProxySettings
 from podidentity.testing._server import ServerThread
 from podidentity.testing.azure._proxy import HostRoutingProxy
@@ -128,7 +126,7 @@ class TokenProxyFleet:
         self._imds_url = imds_url
         self._credential_options = dict(credential_options)
         self._thread = ServerThread("podidentity-token-proxies")
-        self._api: kclient.ApiClient | None = None
+        self._api: Any = None
         self._servers: dict[str, TokenProxyServer] = {}
         self._relays: list[PodRelay] = []
         self._lock = threading.Lock()
@@ -145,13 +143,7 @@ class TokenProxyFleet:
         """Start the loop and the shared Kubernetes client."""
         self._thread.start()
 
-        async def connect() -> kclient.ApiClient:
-            client: kclient.ApiClient = await kconfig.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=str(self._kubeconfig)
-            )
-            return client
-
-        self._api = self._thread.call(connect())
+        self._api = self._thread.call(load_api_client(self._kubeconfig))
 
     def add(self, node: str) -> TokenProxyServer:
         """Start the proxy of ``node`` (no-op if it runs); returns its server."""
@@ -213,6 +205,6 @@ class TokenProxyFleet:
                     self._thread.call(server.stop())
             if api is not None:
                 with contextlib.suppress(Exception):
-                    self._thread.call(api.close())  # type: ignore[no-untyped-call]
+                    self._thread.call(api.close())
         finally:
             self._thread.stop()

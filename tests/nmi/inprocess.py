@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
-from kubernetes.aio import client as kclient
-from kubernetes.aio import config as kconfig
 
+from podidentity.kube import load_api_client
 from podidentity.nmi import TokenProxy, TokenProxySettings
-from podidentity.nmi._watch import ClusterView
+from podidentity.nmi.view import ClusterView
 from tests.nmi.world import VAULT, NmiWorld
 
 TOKEN_PATH = f"/metadata/identity/oauth2/token?api-version=2018-02-01&resource={VAULT}"
@@ -26,9 +25,7 @@ MakeProxy = Callable[..., Awaitable[TokenProxy]]
 
 
 async def proxies(world: NmiWorld) -> AsyncIterator[MakeProxy]:
-    api: kclient.ApiClient = await kconfig.new_client_from_config(
-        config_file=str(world.sandbox.kube.kubeconfig_path)
-    )
+    api = await load_api_client(world.sandbox.kube.kubeconfig_path)
     started: list[TokenProxy] = []
 
     async def make(node: str, **settings: Any) -> TokenProxy:
@@ -51,6 +48,8 @@ async def proxies(world: NmiWorld) -> AsyncIterator[MakeProxy]:
         for proxy in started:
             await proxy.stop()
         await api.close()
+        for _ in range(3):
+            await asyncio.sleep(0)  # let closed transports finish closing before the loop ends
 
 
 def client(proxy: TokenProxy, ip: str) -> httpx.AsyncClient:

@@ -360,8 +360,11 @@ async def raw_get(
     lines += [f"{k}: {v}".encode() for k, v in headers.items()]
     writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
     await writer.drain()
-    response = await asyncio.wait_for(reader.read(), 30)
-    writer.close()
+    try:
+        response = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+        await writer.wait_closed()
     head, _, body = response.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     parsed = dict(line.lower().split(": ", 1) for line in header_lines if ": " in line)
