@@ -78,6 +78,7 @@ _REVIEW_CACHE_SIZE = 1024
 # How long a caller whose address the watch does not know yet may wait for it (a pod's IP
 # arrives in an update, and it may call before the proxy sees that update).
 _CALLER_GRACE = 2.0
+_ANSWER_CACHE_SIZE = 1024
 
 
 class TokenSource(Protocol):
@@ -150,6 +151,7 @@ class TokenProxy:
             on_miss=self.metrics.cache_misses.inc,
         )
         self._reviews: dict[str, tuple[float, ReviewedToken | None]] = {}
+        self._answers: dict[tuple[str, str, str, int], Answer] = {}
         self._closers: list[Callable[[], Awaitable[object]]] = []
         self._starters: list[Callable[[], object]] = []
 
@@ -276,8 +278,7 @@ class TokenProxy:
                 )
             self.metrics.refusals.labels(answer.reason).inc()
         await _send(send, answer)
-        self.metrics.requests.labels(route_label, str(answer.status)).inc()
-        self.metrics.request_seconds.labels(route_label).observe(time.perf_counter() - started)
+        self.metrics.answered(route_label, answer.status, time.perf_counter() - started)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -303,7 +304,21 @@ class TokenProxy:
         async with _Disconnect(receive) as gone:
             pod = await self._caller(_peer(scope), headers, gone)
             token = await self._token_for(pod, query, gone)
-        return token_answer(token, now=self._clock())
+        return self._token_answer(token)
+
+    def _token_answer(self, token: AccessToken) -> Answer:
+        # The answer only changes with the token and the second (expires_in counts down), so
+        # it is encoded once per second per token. Keyed by the token's own fields, never by
+        # object identity: a key must not be able to match another identity's token.
+        now = int(self._clock())
+        key = (token.token, token.client_id, token.resource, now)
+        answer = self._answers.get(key)
+        if answer is None:
+            if len(self._answers) >= _ANSWER_CACHE_SIZE:
+                self._answers.clear()
+            answer = token_answer(token, now=now)
+            self._answers[key] = answer
+        return answer
 
     async def _host_token_request(self, scope: Scope, receive: Receive) -> Answer:
         peer = _peer(scope)

@@ -6,6 +6,8 @@ process (the sandbox runs one per node) never collide; the runner serves it on t
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["ProxyMetrics"]
@@ -54,6 +56,20 @@ class ProxyMetrics:
             "Token requests that waited for an upstream fetch.",
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.cache_entries = Gauge(
             "podidentity_nmi_token_cache_entries", "Tokens in the cache.", registry=self.registry
         )
+
+    def answered(self, route: str, status: int, seconds: float) -> None:
+        """Count one answer and its duration (label children cached: this is the hot path)."""
+        key = (route, str(status))
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, key[1]),
+                self.request_seconds.labels(route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
