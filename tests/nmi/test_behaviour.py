@@ -208,3 +208,42 @@ async def test_an_unassigned_record_gives_nothing(
         answer = await http.get(f"{TOKEN_PATH}&client_id={managed.client_id}", headers=METADATA)
     assert answer.status_code == 404
     assert json.loads(answer.text)["error"] == "identity_not_ready"
+
+
+async def test_a_waiting_request_stops_when_its_client_disconnects(
+    world: NmiWorld, nodes: list[str], make_proxy: MakeProxy
+) -> None:
+    pod = world.pod(unique("impatient"), selector="impatient", node=nodes[0])
+    _, identity = world.msi("impatient", on_node=nodes[0])
+    world.assign(pod, identity, state=AssignedIdentityState.CREATED)
+    proxy = await make_proxy(nodes[0], pending_timeout=600.0)
+    path, _, query = TOKEN_PATH.partition("?")
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "headers": [(b"metadata", b"true")],
+        "client": (pod_ip(pod), 40000),
+    }
+    gone = asyncio.Event()
+    sent: list[object] = []
+
+    async def receive() -> dict[str, object]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: object) -> None:
+        sent.append(message)
+
+    request = asyncio.ensure_future(proxy(scope, receive, send))
+    await asyncio.sleep(0)
+    assert not request.done()
+    gone.set()
+    await asyncio.wait_for(request, 30)  # returns long before the 600 s pending timeout
+    assert sent == []
+    refusals = proxy.metrics.registry.get_sample_value(
+        "podidentity_nmi_refusals_total", {"reason": "client_gone"}
+    )
+    assert refusals == 1
