@@ -273,20 +273,12 @@ async def test_a_deleted_pods_address_given_to_another_pod(
     async with client(proxy, address) as http:
         assert (await http.get(TOKEN_PATH, headers=METADATA)).status_code == 200
         world.core.delete_namespaced_pod(old_name, "default", grace_period_seconds=0)
-        # The address goes to a new pod (no identity of its own) the moment it is free.
+        # The address goes to a new pod (no identity of its own), as the node's IPAM may do
+        # once it is free; the kubelet reports it in the pod's status.
         new_name = unique("new")
-        world.sandbox.kube.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": new_name},
-                "spec": {
-                    "nodeName": nodes[0],
-                    "containers": [{"name": "app", "image": "example.com/app:1"}],
-                },
-                "status": {"phase": "Running", "podIP": address},
-            },
-            namespace="default",
+        world.pod(new_name, node=nodes[0])
+        world.core.patch_namespaced_pod_status(
+            new_name, "default", {"status": {"podIP": address, "podIPs": [{"ip": address}]}}
         )
         await until(lambda: [p.name for p in proxy.view.pods_with_ip(address)] == [new_name], proxy)
         refused = await http.get(TOKEN_PATH, headers=METADATA)
