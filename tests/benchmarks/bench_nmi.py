@@ -51,6 +51,7 @@ PATH = (
 )
 REQUEST = f"GET {PATH} HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\n\r\n".encode()
 CONNECTIONS = (1, 16, 64)
+REQUESTS = {1: 100, 16: 480, 64: 960}
 
 
 @attrs.define
@@ -204,15 +205,16 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("connections", CONNECTIONS)
 def test_cached_path(bench: Suite, servers: tuple[int, int, TokenProxy], connections: int) -> None:
     proxy_port, bare_port, proxy = servers
-    total = connections * (8 if quick() else 40)
+    total = connections * 8 if quick() else REQUESTS[connections]
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(load(proxy_port, 1, 1))  # fill the cache
         latencies = {
-            name: loop.run_until_complete(load(port, connections, total * 5))
+            name: loop.run_until_complete(load(port, connections, total * 2))
             for name, port in (("proxy", proxy_port), ("bare", bare_port))
         }
         comparison = bench.compare(
@@ -237,6 +239,7 @@ def test_cached_path(bench: Suite, servers: tuple[int, int, TokenProxy], connect
     assert proxy.cache.upstream_calls == 1
 
 
+@pytest.mark.timeout(600)
 def test_cold_cache_burst(bench: Suite) -> None:
     burst = 200 if quick() else 1000
     calls: list[int] = []
