@@ -26,10 +26,18 @@ PodIdentityError
 │   └── AzureUnavailableError       5xx, connection errors, timeouts: transient
 ├── KeyVaultFetchError         some Key Vault objects failed; ``failures`` names each object
 │                              (vault, status, message) and ``result`` keeps what succeeded
-└── ReconcileError             outcome of one reconcile step
-    ├── TemporaryReconcileError     try again after ``delay`` seconds
-    └── PermanentReconcileError     retrying will not help until the input changes
+├── ReconcileError             outcome of one reconcile step
+│   ├── TemporaryReconcileError     try again after ``delay`` seconds
+│   └── PermanentReconcileError     retrying will not help until the input changes
+└── TokenRequestRefusedError   the node's token proxy refuses a caller's token request
+    ├── BadTokenRequestError        the request is malformed (path, header, parameters)
+    ├── CallerNotIdentifiedError    no single pod on this node is the caller (or its proof failed)
+    ├── IdentityNotPermittedError   the calling pod has no such identity
+    └── AssignmentPendingError      the pod's identity is not usable yet: see ``retry_after``
 ```
+
+The token proxy maps these classes, and the Azure and Kubernetes ones, to HTTP answers in one
+place (``podidentity.nmi``'s response module).
 
 Errors never carry a token, a client secret, a certificate or a secret value in their message:
 code that builds one from a server response passes only codes and descriptions.
@@ -46,9 +54,13 @@ __all__ = [
     "AzureForbiddenError",
     "AzureNotFoundError",
     "AzureThrottledError",
+    "AssignmentPendingError",
     "AzureUnavailableError",
+    "BadTokenRequestError",
+    "CallerNotIdentifiedError",
     "ConfigError",
     "IdentityNotAssignedError",
+    "IdentityNotPermittedError",
     "KeyVaultFetchError",
     "KubeAlreadyExistsError",
     "KubeConflictError",
@@ -62,6 +74,7 @@ __all__ = [
     "PodIdentityError",
     "ReconcileError",
     "TemporaryReconcileError",
+    "TokenRequestRefusedError",
     "ValidationError",
 ]
 
@@ -248,6 +261,34 @@ class TemporaryReconcileError(ReconcileError):
 
 class PermanentReconcileError(ReconcileError):
     """Retrying will not help until the input changes; the key is dropped from the queue."""
+
+
+class TokenRequestRefusedError(PodIdentityError):
+    """The token proxy refuses a token request; the message is safe to show the caller."""
+
+
+class BadTokenRequestError(TokenRequestRefusedError):
+    """The request is malformed: unknown or tricky path, missing header or parameter."""
+
+
+class CallerNotIdentifiedError(TokenRequestRefusedError):
+    """No single pod on this node can be taken as the caller, or its token did not verify."""
+
+
+class IdentityNotPermittedError(TokenRequestRefusedError):
+    """The calling pod asked for an identity that is not assigned to it."""
+
+
+class AssignmentPendingError(TokenRequestRefusedError):
+    """The pod's identity is not usable yet (assignment or propagation in flight).
+
+    Attributes:
+        retry_after: seconds after which the caller should ask again.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def _short(value: Any, limit: int = 80) -> str:

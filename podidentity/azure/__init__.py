@@ -1,4 +1,7 @@
-"""Azure I/O for podidentity's engines: ARM resource IDs and the ARM client for VM identities.
+"""The Azure edge: the only code that talks to Azure (IMDS, Azure AD, ARM).
+
+Each module covers one endpoint and turns its answers into :mod:`podidentity.errors` classes,
+so the engines above never see an SDK's or an HTTP library's exceptions. Exported here:
 
 - :func:`machine_of_provider_id`, :func:`normalize_id`, :class:`MachineRef`: which VM or scale
   set backs a node, and case-insensitive ARM IDs.
@@ -36,3 +39,7 @@ __all__ = [
     "machine_of_provider_id",
     "normalize_id",
 ]
+
+# The token sources of the node token proxy live in their own modules and are imported from
+# there: podidentity.azure.imds (a node's IMDS), .aad (service principals, federation),
+# .tokens (the access token value and retry within a deadline).

@@ -23,6 +23,7 @@ import contextlib
 import re
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,9 @@ from podidentity.testing.azure._world import ComputeKind
 from podidentity.testing.kube import KubeEmulator
 
 if TYPE_CHECKING:
+    from podidentity.nmi import TokenProxyServer, TokenProxySettings
     from podidentity.reconciler import Controller, ControllerSettings
+    from podidentity.testing._token_proxies import TokenProxyFleet
 
 __all__ = ["NodePool", "Sandbox", "SandboxNode"]
 
@@ -134,6 +137,7 @@ class Sandbox:
         self._nodes: dict[str, SandboxNode] = {}
         self._pool_count = 0
         self._kubelet_identity: ManagedIdentity | None = None
+        self._token_proxies: TokenProxyFleet | None = None
 
     def __repr__(self) -> str:
         return f"Sandbox(nodes={sorted(self._nodes)!r})"
@@ -153,7 +157,15 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
-        """Stop the controllers, then both emulators."""
+        """Stop the token proxies and controllers (if started), then both emulators."""
+        fleet, self._token_proxies = self._token_proxies, None
+        try:
+            if fleet is not None:
+                fleet.stop()
+        finally:
+            self._stop_emulators()
+
+    def _stop_emulators(self) -> None:
         try:
             self.stop_controllers()
             self.azure.stop()
@@ -253,6 +265,8 @@ class Sandbox:
         )
         node = SandboxNode(name=name, compute=compute, instance=instance)
         self._nodes[name] = node
+        if self._token_proxies is not None:
+            self._token_proxies.add(name)
         return node
 
     @property
@@ -310,6 +324,88 @@ class Sandbox:
             extra={"AZURE_POD_IDENTITY_AUTHORITY_HOST": env["AZURE_POD_IDENTITY_AUTHORITY_HOST"]}
         ) as patched:
             yield patched
+
+    # -- token proxies (NMI) -----------------------------------------------------------------
+
+    def start_token_proxies(self, settings: TokenProxySettings | None = None) -> None:
+        """Run a :class:`~podidentity.nmi.TokenProxy` on every node, and on nodes added later.
+
+        Each proxy talks to its own node's IMDS and watches the cluster with the admin
+        kubeconfig; all stop with the sandbox. Reach one as a pod with :meth:`as_pod`.
+        """
+        from podidentity.nmi import TokenProxySettings
+        from podidentity.testing._token_proxies import TokenProxyFleet
+
+        if self._token_proxies is not None:
+            raise RuntimeError("the token proxies are already running")
+        assert self.kube.kubeconfig_path is not None, "start the sandbox first"
+        fleet = TokenProxyFleet(
+            kubeconfig=self.kube.kubeconfig_path,
+            imds_url=self.imds_url,
+            settings=settings or TokenProxySettings(),
+            credential_options=self.azure.client_kwargs(),
+        )
+        fleet.start()
+        self._token_proxies = fleet
+        try:
+            for name in self._nodes:
+                fleet.add(name)
+        except BaseException:
+            self._token_proxies = None
+            fleet.stop()
+            raise
+
+    def token_proxy(self, node: str | SandboxNode) -> TokenProxyServer:
+        """The running token proxy server of ``node`` (started on first use)."""
+        name = node.name if isinstance(node, SandboxNode) else node
+        if self._token_proxies is None:
+            raise RuntimeError("call start_token_proxies() first")
+        self.node(name)  # a node that is not backed by an Azure machine has no IMDS to use
+        return self._token_proxies.add(name)
+
+    def _running_pod(self, name: str, namespace: str, timeout: float) -> dict[str, Any]:
+        # A pod is bound and given its IP by updates after it is created; wait for both.
+        deadline = time.monotonic() + timeout
+        while True:
+            pod = self.kube.get("pods", name, namespace=namespace)
+            if pod.get("spec", {}).get("nodeName") and pod.get("status", {}).get("podIP"):
+                return pod
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"pod {namespace}/{name} has no node and IP after {timeout:g}s "
+                    f"(phase {pod.get('status', {}).get('phase')!r})"
+                )
+            time.sleep(0.01)
+
+    @contextlib.contextmanager
+    def as_pod(
+        self, name: str, namespace: str = "default", *, timeout: float = 30.0
+    ) -> Iterator[dict[str, str]]:
+        """Inside the block, Azure SDKs in this process act as pod ``namespace/name``.
+
+        Their IMDS requests reach the token proxy of the pod's node **from the pod's IP** (a
+        relay connects onward from it, as the node's DNAT rule would deliver them), and their
+        other Azure calls reach the emulated Azure. The environment set in ``os.environ`` for
+        the block is yielded, so a child process given it acts as the pod too.
+
+        Args:
+            name: the pod's name.
+            namespace: the pod's namespace.
+            timeout: how long to wait for the pod to be scheduled and get its IP.
+        """
+        if self._token_proxies is None:
+            raise RuntimeError("call start_token_proxies() before as_pod()")
+        pod = self._running_pod(name, namespace, timeout)
+        node = pod["spec"]["nodeName"]
+        self.token_proxy(node)
+        relay = self._token_proxies.relay(node, pod["status"]["podIP"])
+        try:
+            with self.azure.patched_environ(
+                extra={"AZURE_POD_IDENTITY_AUTHORITY_HOST": relay.url}
+            ) as env:
+                yield env
+        finally:
+            relay.close()
 
     # -- identities --------------------------------------------------------------------------
 

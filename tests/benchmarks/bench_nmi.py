@@ -1,0 +1,262 @@
+"""Token proxy: the cached path over real sockets, and a cold-cache burst.
+
+* **Cached path** at 1, 16 and 64 concurrent keep-alive connections, each connecting from a
+  pod's IP: requests per second and p50/p99 latency of the token proxy next to a bare ASGI
+  endpoint that answers the same-size JSON, served by the same uvicorn configuration on the
+  same background loop and driven by the same load generator in the same run. The ratio is
+  proxy time / bare time for the same number of requests (lower is better; 1/ratio is the
+  throughput fraction, goal >= 0.7).
+* **Cold cache**: 1,000 concurrent requests for one (identity, resource) with an empty cache;
+  the note records how many upstream calls they caused (goal: exactly 1).
+
+The proxy's node view is an in-memory ``NodeView`` and its token source returns a fixed token
+after the first call: the figures are the proxy's own cost (routing, caller lookup, identity
+selection, cache, response), not the emulators'. Nothing is asserted about time. Run:
+``nox -s bench`` or ``pytest tests/benchmarks/bench_nmi.py -s -o python_files='bench_*.py'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+
+from podidentity.azure.tokens import AccessToken
+from podidentity.models import (
+    AssignedIdentityState,
+    AzureAssignedIdentity,
+    AzureIdentity,
+    AzureIdentityBinding,
+    AzurePodIdentityException,
+    ObjectMeta,
+)
+from podidentity.models.assigned import AssignedIdentityStatus
+from podidentity.nmi import TokenProxy
+from podidentity.nmi.callers import PodInfo
+from podidentity.nmi.server import _listen, _server
+from podidentity.testing._server import ServerThread
+from tests.benchmarks.harness import Case, Suite, quick
+
+NODE = "node-0"
+POD_IP = "127.10.200.7"
+CLIENT_ID = "6f2a0c1e-1111-4c3b-9e5d-0123456789ab"
+PATH = (
+    "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net"
+    f"&client_id={CLIENT_ID}"
+)
+REQUEST = f"GET {PATH} HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\n\r\n".encode()
+CONNECTIONS = (1, 16, 64)
+REQUESTS = {1: 100, 16: 480, 64: 960}
+
+
+@attrs.define
+class StaticView:
+    """One pod with one assigned identity, as the informers would hold them."""
+
+    pod_info: PodInfo
+    record: AzureAssignedIdentity
+    node_name: str = NODE
+    synced: bool = True
+
+    def pods_with_ip(self, ip: str) -> list[PodInfo]:
+        return [self.pod_info] if ip == self.pod_info.ip else []
+
+    def pod(self, namespace: str, name: str) -> PodInfo | None:
+        match = (namespace, name) == (self.pod_info.namespace, self.pod_info.name)
+        return self.pod_info if match else None
+
+    def assignments(self, namespace: str, name: str) -> list[AzureAssignedIdentity]:
+        return [self.record] if self.pod(namespace, name) else []
+
+    def exceptions(self, namespace: str) -> list[AzurePodIdentityException]:
+        return []
+
+    async def changed(self) -> None:
+        await asyncio.Event().wait()
+
+
+class FixedSource:
+    """Answers every token request with one token (a real JWT's size), counting calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def token(self, identity: AzureIdentity, pod: PodInfo, resource: str) -> AccessToken:
+        self.calls += 1
+        await asyncio.sleep(0.001)  # an upstream round trip, so concurrent callers overlap
+        return AccessToken("x" * 1400, int(time.time()) + 86_400, resource, CLIENT_ID)
+
+    async def node_token(self, parameter: Any, resource: str) -> AccessToken:
+        raise AssertionError("no node identities in this benchmark")
+
+
+def make_proxy() -> tuple[TokenProxy, FixedSource]:
+    identity = AzureIdentity(
+        metadata=ObjectMeta(name="orders", namespace="default"),
+        client_id=CLIENT_ID,
+        resource_id="/subscriptions/0/resourceGroups/g/providers/"
+        "Microsoft.ManagedIdentity/userAssignedIdentities/orders",
+    )
+    binding = AzureIdentityBinding(
+        metadata=ObjectMeta(name="orders", namespace="default"),
+        azure_identity="orders",
+        selector="orders",
+    )
+    record = attrs.evolve(
+        AzureAssignedIdentity.create(
+            identity=identity, binding=binding, pod="web", pod_namespace="default", node_name=NODE
+        ),
+        status=AssignedIdentityStatus(state=AssignedIdentityState.ASSIGNED),
+    )
+    pod = PodInfo(
+        namespace="default",
+        name="web",
+        uid="uid-web",
+        ip=POD_IP,
+        labels={"aadpodidbinding": "orders"},
+        phase="Running",
+        node_name=NODE,
+    )
+    source = FixedSource()
+    return TokenProxy(NODE, view=StaticView(pod, record), sources=source), source
+
+
+async def bare(scope: Any, receive: Any, send: Any) -> None:
+    """The baseline: a bare ASGI endpoint answering JSON of the proxy's answer size."""
+    body = b'{"access_token":"' + b"x" * 1400 + b'","expires_in":"86399"}' + b" " * 180
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _connection(port: int, count: int, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(POD_IP, 0))
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            writer.write(REQUEST)
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise AssertionError(head[:200])
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def load(port: int, connections: int, total: int) -> list[float]:
+    """``total`` requests over ``connections`` keep-alive connections from the pod's IP."""
+    latencies: list[float] = []
+    per = total // connections
+    await asyncio.gather(*(_connection(port, per, latencies) for _ in range(connections)))
+    return latencies
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[int, int, TokenProxy]]:
+    proxy, _ = make_proxy()
+    thread = ServerThread("bench-nmi")
+    thread.start()
+    ports = []
+    tasks: list[Any] = []
+    running: list[Any] = []
+
+    async def serve(app: Any) -> int:
+        sock = _listen("127.0.0.1", 0)
+        server = _server(app, 30)
+        running.append(server)
+        tasks.append(asyncio.ensure_future(server.serve(sockets=[sock])))
+        while not server.started:
+            await asyncio.sleep(0.005)
+        return int(sock.getsockname()[1])
+
+    for app in (proxy, bare):
+        ports.append(thread.call(serve(app)))
+
+    async def stop() -> None:
+        for server in running:
+            server.should_exit = True
+        await asyncio.wait(tasks, timeout=10)
+
+    try:
+        yield ports[0], ports[1], proxy
+    finally:
+        thread.call(stop())
+        thread.stop()
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("connections", CONNECTIONS)
+def test_cached_path(bench: Suite, servers: tuple[int, int, TokenProxy], connections: int) -> None:
+    proxy_port, bare_port, proxy = servers
+    total = connections * 8 if quick() else REQUESTS[connections]
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(load(proxy_port, 1, 1))  # fill the cache
+        latencies = {
+            name: loop.run_until_complete(load(port, connections, total * 2))
+            for name, port in (("proxy", proxy_port), ("bare", bare_port))
+        }
+        comparison = bench.compare(
+            f"cached token, {connections} connection(s), {total} requests",
+            Case(
+                "token proxy", lambda: loop.run_until_complete(load(proxy_port, connections, total))
+            ),
+            Case(
+                "bare ASGI endpoint",
+                lambda: loop.run_until_complete(load(bare_port, connections, total)),
+            ),
+            note=", ".join(
+                f"{name}: p50 {_percentile(values, 0.5) * 1e3:.2f} ms, "
+                f"p99 {_percentile(values, 0.99) * 1e3:.2f} ms, "
+                f"{len(values) / sum(values) * connections:,.0f} req/s"
+                for name, values in latencies.items()
+            ),
+        )
+    finally:
+        loop.close()
+    assert comparison.ratios
+    assert proxy.cache.upstream_calls == 1
+
+
+@pytest.mark.timeout(600)
+def test_cold_cache_burst(bench: Suite) -> None:
+    burst = 200 if quick() else 1000
+    calls: list[int] = []
+
+    async def run() -> None:
+        proxy, source = make_proxy()
+        transport = httpx.ASGITransport(app=proxy, client=(POD_IP, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://imds") as http:
+            answers = await asyncio.gather(
+                *(http.get(PATH, headers={"Metadata": "true"}) for _ in range(burst))
+            )
+        assert {a.status_code for a in answers} == {200}
+        calls.append(source.calls)
+
+    timing = bench.measure(
+        f"cold cache, {burst} concurrent requests (in process)",
+        lambda: asyncio.run(run()),
+    )
+    assert set(calls) == {1}, calls
+    assert timing.median > 0
