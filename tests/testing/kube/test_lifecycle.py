@@ -195,6 +195,7 @@ def test_clients_can_bind_a_pod_and_a_second_binding_is_a_conflict(
     legacy = {**binding, "metadata": {"name": "legacy"}}
     response = core.create_namespaced_binding("default", legacy, _preload_content=False)
     assert response.status == 201
+    assert json.loads(response.data)["status"] == "Success"
     response.release_conn()
     assert kube.wait_for_pod_running("legacy")["spec"]["nodeName"] == "n1"
     bad = {**binding, "metadata": {"name": "q"}, "target": {"kind": "Service", "name": "x"}}
