@@ -256,8 +256,8 @@ def exec_command(
     type=click.FloatRange(min=1.0),
     default=120.0,
     show_default=True,
-    help="Seconds between polls. A poll costs one list request per 25 secrets in the vault, "
-    "plus one GET per changed object.",
+    help="Seconds between polls. A poll costs one list request per page the vault returns "
+    "(25 secrets at most a page), plus one GET per changed object.",
 )
 @click.option(
     "--notify-pid",

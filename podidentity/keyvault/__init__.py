@@ -11,8 +11,9 @@ and, for init containers, sidecars and wrappers, :func:`fetch` of many
 concurrently (bounded), one client per vault, retries on 429/5xx that honour ``Retry-After``,
 and a failure per object that names it. Sinks deliver the outputs: :class:`DirectorySink`
 (atomic files, the set swapped at once), :func:`write_env_file`, :func:`exec_with_env` and
-:class:`KubernetesSecretSink`; :class:`Watcher` polls for new versions at the cost of one list
-page per 25 secrets, plus one GET per changed object.
+:class:`KubernetesSecretSink`; :class:`Watcher` polls for new versions at the cost of one
+request per list page the vault returns (25 secrets at most a page), plus one GET per changed
+object.
 
 ``podidentity.keyvault.aio`` has the same API for asyncio. Both share one sans-I/O core:
 request flows, conversions, error mapping and rotation decisions; the two only do I/O.

@@ -1,8 +1,9 @@
 """Rotation: poll Key Vault on an interval and rewrite the sinks only when something changed.
 
-A poll lists the vault's secrets (and keys) — one request per 25 — and fetches only the objects
-whose version or update time differs from what was delivered, objects that failed before, and
-never a pinned version again. An object that fails keeps its last good output in every sink.
+A poll lists the vault's secrets (and keys) — one request per list page, 25 at most, every
+``nextLink`` followed, however short the vault's pages — and fetches only the objects whose
+version or update time differs from what was delivered, objects that failed before, and never a
+pinned version again. An object that fails keeps its last good output in every sink.
 """
 
 from __future__ import annotations

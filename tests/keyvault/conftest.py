@@ -86,6 +86,22 @@ def world(
 
 
 @pytest.fixture
+def full_pages(world: VaultWorld) -> Iterator[None]:
+    """Every list page full (25 entries), for tests that count requests per 25 secrets.
+
+    By default the emulator pages like a real vault, the first page empty and the others short;
+    tests about that keep the default.
+    """
+    service = world.service
+    before = service.short_pages
+    service.short_pages = False
+    try:
+        yield
+    finally:
+        service.short_pages = before
+
+
+@pytest.fixture
 def fast() -> FetchSettings:
     """Retries without waiting long: error paths stay quick."""
     return FetchSettings(retry_total=2, retry_backoff_factor=0.01, retry_backoff_max=0.05)

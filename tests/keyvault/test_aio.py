@@ -65,6 +65,7 @@ async def test_fetch_concurrently_with_partial_results(
     assert [f.object.name for f in info.value.failures] == ["missing"]
 
 
+@pytest.mark.usefixtures("full_pages")
 async def test_watcher_polls_by_listing(
     world: VaultWorld, settings: FetchSettings, tmp_path: Path
 ) -> None:
@@ -89,3 +90,32 @@ async def test_watcher_polls_by_listing(
     assert poll.changed == ("s7",)
     assert (tmp_path / "s7").read_text() == "rotated"
     assert [c.changed for c in changes][-1] == ("s7",)
+
+
+async def test_watcher_follows_short_pages(
+    world: VaultWorld, settings: FetchSettings, tmp_path: Path
+) -> None:
+    assert world.service.short_pages  # the default, as a real vault: first page empty, rest short
+    for index in range(30):
+        world.set(f"s{index}", f"value-{index}")
+    objects = [VaultObject(vault=world.vault, name=f"s{i}") for i in range(30)]
+    async with aio.Watcher(objects, [DirectorySink(tmp_path)], settings=settings) as watcher:
+        first = await watcher.poll()
+        log = world.service.requests(world.vault)
+        before = len(log.records)
+        quiet = await watcher.poll()
+        listed = log.records[before:]
+        world.set("s9", "rotated")  # "s9" sorts last: on the last page
+        before = len(log.records)
+        poll = await watcher.poll()
+        new = [(r.method, r.path) for r in log.records[before:]]
+    assert len(first.fetched) == 30
+    assert quiet.fetched == ()
+    # Only list pages, each answered: more than one per 25 secrets, the pages were short.
+    assert [(r.method, r.path, r.status) for r in listed] == [("GET", "/secrets", 200)] * len(
+        listed
+    )
+    assert len(listed) > 2
+    assert new == [("GET", "/secrets")] * len(listed) + [("GET", "/secrets/s9/")]
+    assert poll.changed == ("s9",)
+    assert (tmp_path / "s9").read_text() == "rotated"

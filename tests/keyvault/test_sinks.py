@@ -166,13 +166,20 @@ def core(kube: KubeEmulator) -> Iterator[kubernetes.client.CoreV1Api]:
 
 
 def test_a_secret_is_created_then_updated(core: kubernetes.client.CoreV1Api) -> None:
-    owner = OwnerReference(api_version="v1", kind="Pod", name="app", uid="1234", controller=True)
+    # The owner must exist: the garbage collector deletes a Secret whose owners are all absent.
+    pod = core.create_namespaced_pod(
+        "default",
+        {"metadata": {"name": "app"}, "spec": {"containers": [{"name": "app", "image": "app"}]}},
+    )
+    owner = OwnerReference(
+        api_version="v1", kind="Pod", name="app", uid=pod.metadata.uid, controller=True
+    )
     sink = KubernetesSecretSink(core, "default", "app-secrets", owner=owner)
     sink.write(outputs({"password": "one", "tls.crt": b"\x00cert"}))
     created = core.read_namespaced_secret("app-secrets", "default")
     assert base64.b64decode(created.data["password"]) == b"one"
     assert base64.b64decode(created.data["tls.crt"]) == b"\x00cert"
-    assert created.metadata.owner_references[0].uid == "1234"
+    assert created.metadata.owner_references[0].uid == pod.metadata.uid
     assert created.metadata.labels["app.kubernetes.io/managed-by"] == "podidentity"
     sink.write(outputs({"password": "two"}))
     updated = core.read_namespaced_secret("app-secrets", "default")

@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from azure.identity import ManagedIdentityCredential
+from azure.keyvault.secrets import SecretClient
 
 from podidentity.keyvault import (
     DirectorySink,
@@ -25,6 +27,7 @@ def _fill(world: VaultWorld, count: int) -> list[VaultObject]:
     return [VaultObject(vault=world.vault, name=f"s{i:03d}") for i in range(count)]
 
 
+@pytest.mark.usefixtures("full_pages")
 def test_a_poll_of_100_unchanged_secrets_costs_4_list_pages(
     world: VaultWorld, tmp_path: Path
 ) -> None:
@@ -44,6 +47,7 @@ def test_a_poll_of_100_unchanged_secrets_costs_4_list_pages(
     assert len(new) <= 4
 
 
+@pytest.mark.usefixtures("full_pages")
 def test_a_poll_with_one_change_costs_one_more_get(world: VaultWorld, tmp_path: Path) -> None:
     objects = _fill(world, 100)
     changes: list[PollResult] = []
@@ -61,6 +65,39 @@ def test_a_poll_with_one_change_costs_one_more_get(world: VaultWorld, tmp_path: 
     assert (tmp_path / "s042").read_text() == "rotated"
     assert (tmp_path / "s041").read_text() == "value-41"
     assert [c.changed for c in changes] == [tuple(f"s{i:03d}" for i in range(100)), ("s042",)]
+
+
+def test_with_short_pages_a_poll_sees_every_secret_and_costs_the_pages_the_vault_returned(
+    world: VaultWorld, tmp_path: Path
+) -> None:
+    assert world.service.short_pages  # the default, as a real vault: first page empty, rest short
+    objects = _fill(world, 100)
+    url = world.service.vault_url(world.vault)
+    with ManagedIdentityCredential() as credential, SecretClient(url, credential) as client:
+        listing = client.list_properties_of_secrets(max_page_size=25).by_page()
+        pages = [[item.name for item in page] for page in listing]
+    assert pages[0] == []
+    assert len(pages) > 5
+    assert all(len(page) < 25 for page in pages)
+    assert sorted(name for page in pages for name in page) == [o.name for o in objects]
+    with Watcher(objects, [DirectorySink(tmp_path)]) as watcher:
+        first = watcher.poll()
+        log = world.service.requests(world.vault)
+        before = len(log.records)
+        quiet = watcher.poll()
+        unchanged = [(r.method, r.path) for r in log.records[before:]]
+        world.set("s099", "rotated")  # on the last page
+        before = len(log.records)
+        poll = watcher.poll()
+        changed = [(r.method, r.path) for r in log.records[before:]]
+    assert first.changed == tuple(o.name for o in objects)
+    assert quiet.fetched == ()
+    assert not quiet.written
+    assert unchanged == [("GET", "/secrets")] * len(pages)
+    assert changed == [("GET", "/secrets")] * len(pages) + [("GET", "/secrets/s099/")]
+    assert poll.changed == ("s099",)
+    assert (tmp_path / "s099").read_text() == "rotated"
+    assert (tmp_path / "s000").read_text() == "value-0"
 
 
 def test_a_failing_object_keeps_its_last_good_file_and_others_rotate(
