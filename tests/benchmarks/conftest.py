@@ -48,10 +48,13 @@ def bench(request: pytest.FixtureRequest) -> Iterator[Suite]:
     When the module ends its table is printed and its JSON written: to ``--bench-out`` if
     given, else to ``.bench/`` in quick mode and ``tests/benchmarks/results/`` otherwise.
     Results of a partial run (``-k``) replace only the scenarios that ran. Objects alive when
-    the module starts are frozen (``gc.freeze``) for its duration.
+    the module starts are frozen (``gc.freeze``) for its duration. A module whose work waits
+    (emulated latency, sockets) sets ``BENCH_CLOCK = time.perf_counter``: CPU time, the
+    default, does not see waiting.
     """
     name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("bench_")
-    suite = Suite(name)
+    clock = getattr(request.module, "BENCH_CLOCK", None)
+    suite = Suite(name) if clock is None else Suite(name, clock=clock)
     # The harness collects garbage before every timed run; with everything imported so far
     # frozen (moved out of the collector's sight), that collection is cheap.
     gc.collect()
