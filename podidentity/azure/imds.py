@@ -104,13 +104,15 @@ class ImdsClient:
             resource: the audience (``https://vault.azure.net``).
             parameter: ``("client_id", "...")``, ``("object_id", ...)``, ``("msi_res_id", ...)``
                 or ``("mi_res_id", ...)``; ``None`` for the machine's only identity.
+                ``("resource_id", ...)`` (which IMDS ignores) is sent as ``msi_res_id``.
 
         Raises:
             podidentity.errors.AzureError: a subclass saying what IMDS answered (module doc).
         """
         params = {"api-version": IMDS_API_VERSION, "resource": resource}
         if parameter is not None:
-            params[parameter[0]] = parameter[1]
+            name = "msi_res_id" if parameter[0] == "resource_id" else parameter[0]
+            params[name] = parameter[1]
         started = time.time()
         response = await self._send("GET", _TOKEN_PATH, params=params, headers={"Metadata": "true"})
         if response.status_code != 200:

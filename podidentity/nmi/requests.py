@@ -36,6 +36,10 @@ __all__ = [
 IDENTITY_PARAMETERS = ("client_id", "object_id", "msi_res_id", "mi_res_id", "resource_id")
 """Query parameters that name an identity (the SDKs send ``mi_res_id`` or ``resource_id``)."""
 
+_ALIASES = {"resource_id": "msi_res_id"}
+# azure-identity's aio client sends ``resource_id``, which IMDS ignores (it would answer with the
+# node's default identity): the proxy reads it as the ``msi_res_id`` it means.
+
 METADATA_HEADER_MISSING = "Required metadata header not specified"
 RESOURCE_MISSING = "Required audience parameter not specified"
 API_VERSION_MISSING = (
@@ -124,7 +128,8 @@ class TokenQuery:
     Attributes:
         resource: the audience asked for.
         parameter: the identity named, as ``(name, value)`` with the name lower-case
-            (``("client_id", "...")``), or ``None`` when the caller named none.
+            (``("client_id", "...")``; ``resource_id`` is read as ``msi_res_id``), or ``None``
+            when the caller named none.
         api_version: the ``api-version`` the caller sent.
     """
 
@@ -195,9 +200,8 @@ def parse_token_query(
         raise BadTokenRequestError(
             "Only one of client_id, object_id, msi_res_id, mi_res_id may be specified"
         )
-    return TokenQuery(
-        resource=resource, parameter=named[0] if named else None, api_version=api_version
-    )
+    parameter = (_ALIASES.get(named[0][0], named[0][0]), named[0][1]) if named else None
+    return TokenQuery(resource=resource, parameter=parameter, api_version=api_version)
 
 
 @attrs.frozen

@@ -26,13 +26,29 @@ from podidentity.errors import (
     AzureUnavailableError,
     ConfigError,
 )
-from podidentity.testing import AzureEmulator
+from podidentity.testing import AzureEmulator, ManualClock
 
 
 class Clock:
+    """The client's clock and sleep, moving the emulator's world clock along with it.
+
+    ARM operations complete, and throttling windows refill, on the world clock: a client that
+    "sleeps" must move that clock, or its polls find the operation still running.
+    """
+
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.world = ManualClock()
+        self._now = 1000.0
         self.slept: list[float] = []
+
+    @property
+    def now(self) -> float:
+        return self._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.world.advance(max(0.0, value - self._now))
+        self._now = value
 
     def __call__(self) -> float:
         return self.now
@@ -43,8 +59,8 @@ class Clock:
 
 
 @pytest.fixture
-def azure() -> Iterator[AzureEmulator]:
-    with AzureEmulator() as emulator:
+def azure(clock: Clock) -> Iterator[AzureEmulator]:
+    with AzureEmulator(clock=clock.world) as emulator:
         yield emulator
 
 

@@ -53,6 +53,13 @@ def test_dropped_watches_and_410_on_resume(world: Sandbox) -> None:
     world.kube.drop_watches()
     world.kube.create(pod_manifest("a", aadpodidbinding="web"))
     eventually(lambda: all_assigned(world, "default/a-default-web-id"))
+    # The kubelet writes the pod's status on its own schedule, possibly after the controller
+    # assigned it. A resume from the newest resourceVersion is valid (no 410, as on a real
+    # server), so expire the window only once the cluster moved past what the pod informer
+    # saw (the leader's lease renewals keep writing): its resume is then certainly too old.
+    world.kube.wait_for_pod_running("a", namespace="default")
+    pods = controller.informers["pods"]
+    eventually(lambda: int(world.kube.resource_version) > int(pods.resource_version or 0))
     world.kube.expire_watch_window()
     world.kube.drop_watches()
     world.kube.create(pod_manifest("b", aadpodidbinding="web"))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from podidentity.azure.imds import ImdsClient
 from podidentity.errors import BadTokenRequestError
 from podidentity.nmi.requests import (
     MethodNotAllowedError,
@@ -130,7 +132,25 @@ def test_ambiguous_identity_parameters_are_refused(extra: bytes) -> None:
 )
 def test_each_identity_parameter_is_understood(name: str) -> None:
     query = parse_token_query("GET", OK + f"&{name}=X".encode(), META)
-    assert query.parameter == (name, "X")
+    # resource_id (azure-identity aio) means msi_res_id; IMDS itself would ignore it.
+    assert query.parameter == ("msi_res_id" if name == "resource_id" else name, "X")
+
+
+async def test_the_imds_client_sends_resource_id_as_msi_res_id() -> None:
+    seen: list[httpx.QueryParams] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.params)
+        body = {"access_token": "t", "expires_on": "9999999999", "client_id": "c"}
+        return httpx.Response(200, json=body)
+
+    imds = ImdsClient("http://imds.test", transport=httpx.MockTransport(answer))
+    try:
+        await imds.get_token("https://vault.azure.net", parameter=("resource_id", "/sub/x"))
+    finally:
+        await imds.aclose()
+    assert seen[0].get("msi_res_id") == "/sub/x"
+    assert "resource_id" not in seen[0]
 
 
 def test_host_token_needs_pod_headers_and_resource() -> None:

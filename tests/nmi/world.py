@@ -187,15 +187,24 @@ class NmiWorld:
         )
         record = attrs.evolve(record, status=AssignedIdentityStatus(state=state))
         body = record.to_dict()
+        created = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, meta["namespace"], AzureAssignedIdentity.plural, body
+        )
+        # The status is a subresource: the create drops it, the reconciler writes it after.
         return dict(
-            self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, meta["namespace"], AzureAssignedIdentity.plural, body
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                AzureAssignedIdentity.plural,
+                created["metadata"]["name"],
+                {"status": body.get("status", {})},
             )
         )
 
     def set_state(self, record: dict[str, Any], state: AssignedIdentityState) -> None:
         meta = record["metadata"]
-        self.custom.patch_namespaced_custom_object(
+        self.custom.patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
             meta["namespace"],
