@@ -7,7 +7,9 @@ Everything here serves on 127.0.0.1 only, so the official clients (``kubernetes`
   kubelet and service-account issuer (``podidentity.testing.kube`` has the details).
 - :class:`AzureEmulator`: one emulated tenant with Azure AD, an IMDS per node, ARM and Key
   Vault, reached under their real host names (``podidentity.testing.azure``).
-- :class:`Sandbox`: both, agreeing on nodes, machines and the service-account issuer.
+- :class:`Sandbox`: both, agreeing on nodes, machines and the service-account issuer;
+  :func:`populate_default_world` gives it the nodes, identities and vault of
+  ``podidentity sandbox``.
 - :data:`guard` / ``podidentity.testing.pytest_plugin``: refuse any connection outside
   127.0.0.0/8 during a test run; fixtures for the emulators.
 - Building blocks for emulators of your own: :class:`CertificateAuthority`,
@@ -28,6 +30,7 @@ from podidentity.testing._pki import CertificateAuthority, IssuedCertificate
 from podidentity.testing._ratelimit import RateLimit, SlidingWindow
 from podidentity.testing._server import RunningServer, ServerThread, TLSFiles
 from podidentity.testing.azure import AzureEmulator
+from podidentity.testing.default_world import DefaultWorld, populate_default_world
 from podidentity.testing.kube import KubeEmulator
 from podidentity.testing.network_guard import ForeignConnectionError, NetworkGuard, guard
 from podidentity.testing.sandbox import NodePool, Sandbox, SandboxNode
@@ -36,6 +39,7 @@ __all__ = [
     "AzureEmulator",
     "CertificateAuthority",
     "Clock",
+    "DefaultWorld",
     "FaultInjector",
     "ForeignConnectionError",
     "InvalidToken",
@@ -54,6 +58,7 @@ __all__ = [
     "SlidingWindow",
     "TLSFiles",
     "guard",
+    "populate_default_world",
     "system_clock",
     "verify_jwt",
     "with_faults",
