@@ -149,8 +149,9 @@ def _run(
             ).start()
             state = describe(world_sandbox, world, directory, control_url=control.url)
             write_state(directory, state)
-            click.echo(_summary(state, directory))
-            stop.wait()
+            if not stop.is_set():  # a signal during start-up skips straight to stopping
+                click.echo(_summary(state, directory))
+                stop.wait()
             click.echo("stopping the sandbox", err=True)
         except (Exception, KeyboardInterrupt) as err:
             raise click.ClickException(f"the sandbox failed: {err}") from err

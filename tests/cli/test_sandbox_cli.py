@@ -102,9 +102,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     finally:
         code, err = sandbox.stop()
         assert code == 0, err
-        # Its whole log, after the seed ran through it: no secret value, no token.
-        assert "fetched a token of client" in err
-        assert "refused GET /metadata/identity/oauth2/token" in err
+        # Its whole log: no secret value, no token.
         assert DEFAULT_SECRET_VALUE not in err
         assert token not in err
         # A directory the user named stays, saying the sandbox stopped; nothing in it points
@@ -245,6 +243,10 @@ def test_the_seed_steps_with_kubectl_then_a_process_acts_as_the_pod(running: Run
     assert env["AZURE_POD_IDENTITY_AUTHORITY_HOST"].startswith("http://127.0.0.1:")
     assert env["REQUESTS_CA_BUNDLE"] == str(running.state_dir / "azure-ca.pem")
 
+    exported = pod_env(running, "seed-app", "--export")
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout == "".join(f"export {line}\n" for line in printed.stdout.splitlines())
+
     app = run_app(running, env)
     assert app.returncode == 0, app.stdout + app.stderr
     assert app.stdout.strip() == "secret matches"
@@ -257,6 +259,12 @@ def test_the_seed_steps_with_kubectl_then_a_process_acts_as_the_pod(running: Run
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert "refused:" in refused.stdout
     assert "no assigned identity" in refused.stdout
+
+    # The sandbox's log (flushed line by line) shows both decisions, and no secret.
+    log = running.log.read_text()
+    assert f"fetched a token of client {identity['clientId']}" in log
+    assert "refused GET /metadata/identity/oauth2/token" in log
+    assert DEFAULT_SECRET_VALUE not in log
 
 
 # -- the state files -------------------------------------------------------------------------
