@@ -406,3 +406,68 @@ def test_a_signal_stops_it_cleanly_and_its_temporary_directory_goes(
     assert err.rstrip().endswith("stopped")
     assert "Traceback" not in err
     assert not run.state_dir.exists()
+
+
+FEDERATED = """\
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: workload
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentity
+metadata:
+  name: workload-identity
+spec:
+  type: 3
+  clientID: {client_id}
+  tenantID: {tenant_id}
+---
+apiVersion: aadpodidentity.k8s.io/v1
+kind: AzureIdentityBinding
+metadata:
+  name: workload-identity-binding
+spec:
+  azureIdentity: workload-identity
+  selector: workload
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: workload-app
+  labels:
+    aadpodidbinding: workload
+spec:
+  serviceAccountName: workload
+  containers:
+  - name: app
+    image: example.com/app:1
+"""
+
+
+def test_the_federated_identity_works_through_the_token_proxy(running: Running) -> None:
+    # Nothing goes on the VM: the proxy exchanges the pod's service-account token at Azure AD,
+    # which trusts the sandbox cluster's issuer for default/workload.
+    (federated,) = running.state["federatedIdentities"]
+    kubectl(
+        running,
+        "create",
+        "-f",
+        "-",
+        stdin=FEDERATED.format(
+            client_id=federated["clientId"], tenant_id=running.state["azure"]["tenantId"]
+        ),
+    )
+    kubectl(running, "wait", "--for=condition=Ready", "pod/workload-app")
+    kubectl(
+        running,
+        "wait",
+        "--for=jsonpath={.status.status}=Assigned",
+        "azureassignedidentity/workload-app-default-workload-identity",
+        "--timeout=120s",
+    )
+    printed = pod_env(running, "workload-app")
+    assert printed.returncode == 0, printed.stderr
+    app = run_app(running, parse_env(printed.stdout))
+    assert app.returncode == 0, app.stdout + app.stderr
+    assert app.stdout.strip() == "secret matches"
