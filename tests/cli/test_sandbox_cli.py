@@ -471,3 +471,15 @@ def test_the_federated_identity_works_through_the_token_proxy(running: Running) 
     app = run_app(running, parse_env(printed.stdout))
     assert app.returncode == 0, app.stdout + app.stderr
     assert app.stdout.strip() == "secret matches"
+
+
+def test_help_of_both_commands() -> None:
+    runner = CliRunner()
+    run = runner.invoke(main, ["sandbox", "--help"])
+    assert run.exit_code == 0
+    for text in ("--state-dir", "PODIDENTITY_SANDBOX_STATE_DIR", "SIGTERM", "sandbox.json"):
+        assert text in run.output
+    env = runner.invoke(main, ["sandbox", "env", "--help"])
+    assert env.exit_code == 0
+    for text in ("POD", "--namespace", "--export", "AZURE_POD_IDENTITY_AUTHORITY_HOST"):
+        assert text in env.output
