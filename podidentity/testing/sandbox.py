@@ -46,7 +46,7 @@ from podidentity.testing.kube import KubeEmulator
 if TYPE_CHECKING:
     from podidentity.nmi import TokenProxyServer, TokenProxySettings
     from podidentity.reconciler import Controller, ControllerSettings
-    from podidentity.testing._token_proxies import TokenProxyFleet
+    from podidentity.testing._token_proxies import PodRelay, TokenProxyFleet
 
 __all__ = ["NodePool", "Sandbox", "SandboxNode"]
 
@@ -393,12 +393,7 @@ class Sandbox:
             namespace: the pod's namespace.
             timeout: how long to wait for the pod to be scheduled and get its IP.
         """
-        if self._token_proxies is None:
-            raise RuntimeError("call start_token_proxies() before as_pod()")
-        pod = self._running_pod(name, namespace, timeout)
-        node = pod["spec"]["nodeName"]
-        self.token_proxy(node)
-        relay = self._token_proxies.relay(node, pod["status"]["podIP"])
+        relay = self.pod_relay(name, namespace, timeout=timeout)
         try:
             with self.azure.patched_environ(
                 extra={"AZURE_POD_IDENTITY_AUTHORITY_HOST": relay.url}
@@ -406,6 +401,26 @@ class Sandbox:
                 yield env
         finally:
             relay.close()
+
+    def pod_relay(
+        self, name: str, namespace: str = "default", *, timeout: float = 30.0
+    ) -> PodRelay:
+        """A relay to the token proxy of pod ``namespace/name``'s node, connecting from its IP.
+
+        What :meth:`as_pod` points SDKs at, for callers that outlive a ``with`` block (the
+        ``podidentity sandbox`` command hands its URL to other processes). It runs until
+        closed or until the sandbox stops.
+
+        Raises:
+            RuntimeError: the token proxies are not started.
+            TimeoutError: the pod got no node and IP within ``timeout`` seconds.
+        """
+        if self._token_proxies is None:
+            raise RuntimeError("call start_token_proxies() first")
+        pod = self._running_pod(name, namespace, timeout)
+        node = pod["spec"]["nodeName"]
+        self.token_proxy(node)
+        return self._token_proxies.relay(node, pod["status"]["podIP"])
 
     # -- identities --------------------------------------------------------------------------
 
