@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from podidentity.reconciler import ControllerSettings
-from podidentity.testing.demo import DemoOptions, DemoReport, StepResult, run_demo
+if TYPE_CHECKING:
+    from podidentity.testing.demo import DemoReport, StepResult
 
 __all__ = ["demo"]
 
@@ -163,6 +163,10 @@ def demo(
     are refused. Exits 0 only when every step behaved as expected. Never prints a token or a
     secret value.
     """
+    # Imported here: the emulators are heavy, and no other command (mic, nmi) needs them.
+    from podidentity.reconciler import ControllerSettings
+    from podidentity.testing.demo import DemoOptions, run_demo
+
     options = DemoOptions(
         operation_duration=operation_duration,
         propagation_delay=propagation_delay,

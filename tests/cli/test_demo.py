@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
+import pytest
 from click.testing import CliRunner
 
 from podidentity.cli import main
+from podidentity.errors import ConfigError
 from podidentity.testing.default_world import DEFAULT_SECRET_VALUE
+from podidentity.testing.demo import DemoOptions, DemoReport, StepResult
+from podidentity.testing.demo._cluster import _reason
 from podidentity.testing.demo._steps import STEPS
 
 # A JWT (what every token the demo handles is): base64url header starting {"  + payload.
@@ -88,3 +94,62 @@ def test_options_come_from_the_environment_and_are_checked() -> None:
     help_text = CliRunner().invoke(main, ["demo", "--help"]).output
     for option in ("--json", "--pending-timeout", "--unsafe-cluster-wide-bindings"):
         assert option in help_text
+
+
+# -- the pure parts: the report, the options, reading the proxy's answer ----------------------
+
+
+def result(number: int, status: str) -> StepResult:
+    return StepResult(
+        number=number,
+        key=f"step-{number}",
+        title=f"Step {number}",
+        expected="refused",
+        status=status,  # type: ignore[arg-type]
+        outcome="refused" if status == "ok" else "a token was issued",
+        seconds=0.25,
+        details=("said",),
+    )
+
+
+def test_the_report_is_ok_only_when_every_step_is() -> None:
+    green = DemoReport(options=DemoOptions(), steps=(result(1, "ok"), result(2, "ok")), seconds=1)
+    assert green.ok
+    assert green.failures == ()
+    red = DemoReport(
+        options=DemoOptions(),
+        steps=(result(1, "ok"), result(2, "failed"), result(3, "skipped")),
+        seconds=1,
+    )
+    assert not red.ok
+    assert [step.number for step in red.failures] == [2]
+    document = red.to_dict()
+    assert document["ok"] is False
+    assert [s["status"] for s in document["steps"]] == ["ok", "failed", "skipped"]
+    assert document["steps"][1]["outcome"] == "a token was issued"
+
+
+def test_options_refuse_a_zero_wait() -> None:
+    with pytest.raises(ConfigError, match="pending_timeout must be positive"):
+        DemoOptions(pending_timeout=0)
+    assert "IMDS lags 0.5 s" in DemoOptions().describe()
+
+
+def test_the_proxy_answer_is_read_out_of_azure_identity_message() -> None:
+    message = (
+        "ManagedIdentityCredential authentication unavailable, no response from the IMDS "
+        "endpoint. Token request error: (forbidden) pod default/demo has no identity with "
+        "client_id 'abc'; the client IDs assigned to it are: def"
+    )
+    assert _reason(message) == "forbidden: pod default/demo has no identity with client_id 'abc'"
+    assert _reason("something else entirely") == "something else entirely"
+
+
+def test_the_command_loads_the_emulators_only_when_the_demo_runs() -> None:
+    # `podidentity mic` and `podidentity nmi` run in production images: registering the demo
+    # must not make them import the emulators (seconds of start-up, and code they never use).
+    probe = "import sys, podidentity.cli; print(sorted(m for m in sys.modules if 'testing' in m))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "[]"

@@ -6,6 +6,7 @@ from typing import Any, Literal, Protocol
 
 import attrs
 
+from podidentity.errors import ConfigError
 from podidentity.reconciler import ControllerSettings
 
 __all__ = ["DemoObserver", "DemoOptions", "DemoReport", "StepResult", "StepStatus"]
@@ -15,7 +16,7 @@ StepStatus = Literal["ok", "failed", "skipped"]
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not value > 0:
-        raise ValueError(f"DemoOptions.{attribute.name} must be positive, got {value!r}")
+        raise ConfigError(f"DemoOptions.{attribute.name} must be positive, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)

@@ -7,7 +7,6 @@ when something does not behave as expected. :data:`STEPS` lists them in order.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -124,12 +123,14 @@ class Scenario:
             self.say("controller: cluster_wide_bindings is ON (upstream's unsafe behaviour)")
         else:
             self.say("controller: secure defaults (a binding serves its own namespace only)")
-        try:
-            asyncio.run(asyncio.wait_for(world.controller.wait_synced(), self.options.timeout))
-        except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
-            raise Misbehaved(
-                f"the controller did not sync within {self.options.timeout:g} s"
-            ) from None
+        # Polled rather than awaited: a thread blocked in wait_synced() would outlive a timeout.
+        deadline = time.monotonic() + self.options.timeout
+        while not world.controller.ready:
+            if not world.controller.healthy:
+                raise Misbehaved("the controller stopped before it synced")
+            if time.monotonic() > deadline:
+                raise Misbehaved(f"the controller did not sync within {self.options.timeout:g} s")
+            time.sleep(0.02)
         self._cluster = DemoCluster(self.sandbox, world.controller, timeout=self.options.timeout)
         self._cluster.start()
         return f"controller synced, {len(world.nodes)} token proxies"
