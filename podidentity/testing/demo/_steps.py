@@ -222,6 +222,7 @@ class Scenario:
 
     def other_namespace(self) -> str:
         """Glitch 1: a pod in another namespace, with the same label and service account."""
+        self.say("the seed's glitch: bindings were blind to namespaces")
         self.cluster.namespace(OTHER_NAMESPACE)
         self.cluster.service_account(OTHER_NAMESPACE, SERVICE_ACCOUNT)
         node = self.cluster.pod(
@@ -239,6 +240,7 @@ class Scenario:
 
     def forged_label(self) -> str:
         """Glitch 2: the binding's label copied onto a pod running as another service account."""
+        self.say("the seed's glitch: a label chose the identity, and any pod may set a label")
         self.cluster.service_account(NAMESPACE, "intruder")
         node = self.cluster.pod(
             "copycat",
@@ -255,6 +257,7 @@ class Scenario:
 
     def label_selector(self) -> str:
         """Glitch 3: a binding with a real label selector; only matching pods get it."""
+        self.say("the seed's glitch: a binding could only compare one label with one value")
         worker = self.world.identities[1]
         self.cluster.apply(
             AzureIdentity(
@@ -281,14 +284,8 @@ class Scenario:
             f"AzureIdentityBinding {NAMESPACE}/{WORKER_BINDING} for {worker.name}: "
             "labelSelector app=worker, tier in (api)"
         )
-        batch = self.cluster.pod(
-            "worker-batch",
-            NAMESPACE,
-            labels={"app": "worker", "tier": "batch"},
-            service_account="default",
-        )
-        self.say(f"pod worker-batch (app=worker, tier=batch) on {batch.name}: does not match")
-        self.cluster.expect_nothing_for("worker-batch", NAMESPACE, self.say)
+        # The matching pod first: once it is Assigned the controller knows the binding, so
+        # its silence about the other pod is a decision, not a binding it has not seen yet.
         api = self.cluster.pod(
             "worker-api",
             NAMESPACE,
@@ -302,10 +299,19 @@ class Scenario:
         if claims.get("appid") != worker.client_id:
             raise Misbehaved(f"worker-api got a token for {claims.get('appid')}, not {worker.name}")
         self.say(f"worker-api gets a token for {worker.name}; token not shown")
-        return "non-matching refused, matching granted"
+        batch = self.cluster.pod(
+            "worker-batch",
+            NAMESPACE,
+            labels={"app": "worker", "tier": "batch"},
+            service_account="default",
+        )
+        self.say(f"pod worker-batch (app=worker, tier=batch) on {batch.name}: does not match")
+        self.cluster.expect_nothing_for("worker-batch", NAMESPACE, self.say)
+        return "matching granted, other refused"
 
     def other_identity(self) -> str:
         """Glitch 4: the pod names an identity that is not its own."""
+        self.say("the seed's glitch: a pod naming an identity on its node that is not its own")
         worker = self.world.identities[1]
         node = self.sandbox.node_of_pod(POD, NAMESPACE)
         there = (
