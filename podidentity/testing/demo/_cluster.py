@@ -10,13 +10,17 @@ IP. Nothing here returns or prints a token or a secret value.
 from __future__ import annotations
 
 import concurrent.futures
+import ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
+import httpx
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ManagedIdentityCredential
+from azure.identity.aio import ClientSecretCredential
 
+from podidentity.azure import ArmClient, normalize_id
 from podidentity.kube import (
     ASSIGNED_IDENTITIES,
     BINDINGS,
@@ -83,20 +87,52 @@ class DemoCluster:
         self._thread = ServerThread("podidentity-demo")
         self._api: Any = None
         self._kube: KubeClient | None = None
+        self._arm: ArmClient | None = None
+        self._arm_credential: ClientSecretCredential | None = None
+        self._arm_http: httpx.AsyncClient | None = None
 
     def start(self) -> None:
-        """Open the Kubernetes client."""
+        """Open the Kubernetes client, and an ARM client that may only read."""
         self._thread.start()
         self._api = self._call(load_api_client(self.sandbox.kube.kubeconfig_path))
         self._kube = KubeClient(self._api)
+        self._arm = self._call(self._open_arm())
+
+    async def _open_arm(self) -> ArmClient:
+        # The demo looks at ARM as an observer with the Reader role on the node resource
+        # group, not with the controller's rights: what it reads is what ARM serves.
+        azure = self.sandbox.azure
+        reader = azure.world.add_service_principal("podidentity-demo-reader")
+        azure.world.grant_role(reader, self.sandbox.node_resource_group_id, "Reader")
+        self._arm_credential = ClientSecretCredential(
+            azure.tenant_id,
+            reader.client_id,
+            reader.secret,
+            authority=azure.authority,
+            **azure.client_kwargs(),
+        )
+        verify = ssl.create_default_context(cafile=str(azure.ca_bundle))
+        self._arm_http = httpx.AsyncClient(
+            proxy=azure.proxy.url, verify=verify, timeout=self.timeout
+        )
+        return ArmClient(self._arm_credential, http_client=self._arm_http)
+
+    async def _close_clients(self) -> None:
+        if self._arm_http is not None:
+            await self._arm_http.aclose()
+        if self._arm_credential is not None:
+            await self._arm_credential.close()
+        if self._api is not None:
+            await self._api.close()
 
     def close(self) -> None:
-        """Close the Kubernetes client and its loop."""
+        """Close the clients and their loop."""
         try:
-            if self._api is not None:
-                self._call(self._api.close())
+            if self._api is not None or self._arm_http is not None:
+                self._call(self._close_clients())
         finally:
-            self._api = self._kube = None
+            self._api = self._kube = self._arm = None
+            self._arm_credential = self._arm_http = None
             self._thread.stop()
 
     def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
@@ -183,12 +219,11 @@ class DemoCluster:
         return self.controller.snapshot.desired_for_pod(f"{namespace}/{pod}")
 
     def on_machine(self, node: SandboxNode, resource_id: str) -> bool:
-        """Whether ARM has the identity on the VM or scale set behind ``node`` now."""
-        compute = node.compute
-        live = self.sandbox.azure.world.compute(
-            compute.kind, compute.name, resource_group=compute.resource_group
-        )
-        return resource_id.lower() in live.user_assigned
+        """Whether ARM says the VM or scale set behind ``node`` has the identity (a GET)."""
+        if self._arm is None:
+            raise RuntimeError("DemoCluster.start() first")
+        found = self._call(self._arm.get_identities(node.compute.resource_id))
+        return normalize_id(resource_id) in found.user_assigned
 
     # -- as the pod --------------------------------------------------------------------------
 

@@ -192,7 +192,8 @@ class Scenario:
             raise Misbehaved(f"Assigned, but ARM does not have {app.name} on {node.compute.name}")
         if not self.cluster.on_machine(node, self.sandbox.kubelet_identity.resource_id):
             raise Misbehaved(f"the kubelet identity is gone from {node.compute.name}")
-        self.say(f"ARM: {node.compute.name} has {app.name}, and still the kubelet identity")
+        self.say(f"ARM (a GET, as a Reader): {node.compute.name} has {app.name}")
+        self.say("and still the kubelet identity")
         return f"Assigned in {waited:.1f} s"
 
     def token(self) -> str:
