@@ -10,6 +10,7 @@ IP. Nothing here returns or prints a token or a secret value.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -45,6 +46,8 @@ from podidentity.testing.sandbox import Sandbox, SandboxNode
 __all__ = ["DemoCluster", "Misbehaved"]
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger(__name__)
 
 SCOPE = "https://vault.azure.net/.default"
 """What the pod asks a token for: Key Vault, as in the seed article."""
@@ -129,7 +132,11 @@ class DemoCluster:
         """Close the clients and their loop."""
         try:
             if self._api is not None or self._arm_http is not None:
-                self._call(self._close_clients())
+                # Not bounded by the steps' timeout: closing must happen even after a step
+                # ran out of time, and a failure here must not hide the report.
+                self._thread.call(self._close_clients(), timeout=30)
+        except Exception:
+            logger.debug("could not close the demo's clients", exc_info=True)
         finally:
             self._api = self._kube = self._arm = None
             self._arm_credential = self._arm_http = None
