@@ -148,7 +148,9 @@ def test_the_proxy_answer_is_read_out_of_azure_identity_message() -> None:
 def test_the_command_loads_the_emulators_only_when_the_demo_runs() -> None:
     # `podidentity mic` and `podidentity nmi` run in production images: registering the demo
     # must not make them import the emulators (seconds of start-up, and code they never use).
-    probe = "import sys, podidentity.cli; print(sorted(m for m in sys.modules if 'testing' in m))"
+    probe = (
+        "import sys, podidentity.cli.demo; print(sorted(m for m in sys.modules if 'testing' in m))"
+    )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
