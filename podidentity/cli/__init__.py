@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from podidentity.cli._main import main
 from podidentity.cli.sandbox import sandbox
+from podidentity.cli.demo import demo
 from podidentity.cli.secrets import secrets
 
 __all__ = ["main"]
 
 main.add_command(secrets)
 main.add_command(sandbox)
+main.add_command(demo)
