@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import yaml
 from azure.identity import ManagedIdentityCredential
 
@@ -40,6 +41,8 @@ from podidentity.testing._jwt import unverified_claims
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RBAC_FILES = ("rbac-mic.yaml", "rbac-nmi.yaml")
+#: Only for ``PODIDENTITY_NMI_REQUIRE_SERVICE_ACCOUNT_TOKEN=true``; not in the kustomization.
+PROOF_OF_POD_RBAC = "optional/nmi-token-review.yaml"
 NAMESPACE = "podidentity"
 MIC, NMI = "podidentity-mic", "podidentity-nmi"
 GROUP = "aadpodidentity.k8s.io"
@@ -230,8 +233,14 @@ def _binding(name: str) -> dict[str, Any]:
     }
 
 
-def run_flow(rbac: Sequence[dict[str, Any]], *, within: float = 30.0) -> FlowResult:
-    """Run the flow with ``rbac`` (deploy's RBAC documents, maybe changed) in a new sandbox."""
+def run_flow(
+    rbac: Sequence[dict[str, Any]], *, within: float = 30.0, proof_of_pod: bool = False
+) -> FlowResult:
+    """Run the flow with ``rbac`` (deploy's RBAC documents, maybe changed) in a new sandbox.
+
+    With ``proof_of_pod`` the token proxies require callers' service-account tokens
+    (``require_service_account_token``), and each pod sends its own, bound to it.
+    """
     result = FlowResult()
     with Sandbox(operation_duration=0, propagation_delay=0) as world:
         world.kube.pod_start_delay = 0
@@ -241,7 +250,14 @@ def run_flow(rbac: Sequence[dict[str, Any]], *, within: float = 30.0) -> FlowRes
         mic = world.kube.service_account(MIC, namespace=NAMESPACE)
         nmi = world.kube.service_account(NMI, namespace=NAMESPACE)
         try:
-            _walk(world, pool.scale_set.name, mic.kubeconfig_path, nmi.kubeconfig_path, within)
+            _walk(
+                world,
+                pool.scale_set.name,
+                mic.kubeconfig_path,
+                nmi.kubeconfig_path,
+                within,
+                proof_of_pod,
+            )
         except FlowFailed as err:
             result.failed = str(err)
         result.denied = _denied(world)
@@ -254,7 +270,30 @@ def run_flow(rbac: Sequence[dict[str, Any]], *, within: float = 30.0) -> FlowRes
     return result
 
 
-def _walk(world: Sandbox, scale_set: str, mic: Path, nmi: Path, within: float) -> None:
+def _token(
+    world: Sandbox, pod: str, service_account: str, client_id: str, proof_of_pod: bool
+) -> str:
+    with world.as_pod(pod) as env:
+        if not proof_of_pod:
+            credential = ManagedIdentityCredential(client_id=client_id, retry_total=0)
+            return str(credential.get_token(f"{VAULT}/.default").token)
+        # What a client that proves its pod sends: the projected token for the proxy's audience.
+        proof = world.kube.service_accounts.issue_token(
+            "default", service_account, audiences=[PROXY.service_account_audience], pod=pod
+        )
+        answer = httpx.get(
+            f"{env['AZURE_POD_IDENTITY_AUTHORITY_HOST']}/metadata/identity/oauth2/token",
+            params={"api-version": "2018-02-01", "resource": VAULT, "client_id": client_id},
+            headers={"Metadata": "true", "Authorization": f"Bearer {proof}"},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        return str(answer.json()["access_token"])
+
+
+def _walk(
+    world: Sandbox, scale_set: str, mic: Path, nmi: Path, within: float, proof_of_pod: bool
+) -> None:
     azure, kube = world.azure.world, world.kube
     managed = azure.add_managed_identity("web-id")
     kube.create(
@@ -304,7 +343,8 @@ def _walk(world: Sandbox, scale_set: str, mic: Path, nmi: Path, within: float) -
     kube.create(_pod("reports", "reports", service_account="reports"))
 
     controller = world.start_controller(CONTROLLER, kubeconfig=mic)
-    world.start_token_proxies(PROXY, kubeconfig=nmi)
+    settings = attrs.evolve(PROXY, require_service_account_token=proof_of_pod)
+    world.start_token_proxies(settings, kubeconfig=nmi)
 
     def states() -> dict[str, str]:
         return {
@@ -339,19 +379,16 @@ def _walk(world: Sandbox, scale_set: str, mic: Path, nmi: Path, within: float) -
 
     _until(world, "Lease held and renewed", lease_renewed, within)
 
-    for pod, client_id, oid in (
-        ("web", managed.client_id, managed.principal_id),
-        ("billing", principal.client_id, principal.object_id),
-        ("reports", federated.client_id, federated.principal_id),
+    for pod, service_account, client_id, oid in (
+        ("web", "default", managed.client_id, managed.principal_id),
+        ("billing", "default", principal.client_id, principal.object_id),
+        ("reports", "reports", federated.client_id, federated.principal_id),
     ):
-        with world.as_pod(pod):
-            try:
-                token = ManagedIdentityCredential(client_id=client_id, retry_total=0).get_token(
-                    f"{VAULT}/.default"
-                )
-            except Exception as err:
-                raise FlowFailed(f"token for pod {pod}: {type(err).__name__}") from err
-        if unverified_claims(token.token).get("oid") != oid:
+        try:
+            token = _token(world, pod, service_account, client_id, proof_of_pod)
+        except Exception as err:
+            raise FlowFailed(f"token for pod {pod}: {type(err).__name__}") from err
+        if unverified_claims(token).get("oid") != oid:
             raise FlowFailed(f"pod {pod} got a token of another identity")
 
     kube.delete("pods", "web", namespace="default", grace_period_seconds=0)

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.flow import RBAC_FILES, Permission, load, permissions, run_flow, without
+from tests.deploy.flow import (
+    PROOF_OF_POD_RBAC,
+    RBAC_FILES,
+    Permission,
+    load,
+    permissions,
+    run_flow,
+    without,
+)
 
 # A controller stopped while it retries a refused request can leave a socket to the garbage
 # collector (cancellation inside the HTTP client); that is not what these tests judge.
@@ -20,6 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 RBAC = load(*RBAC_FILES)
 PERMISSIONS = permissions(RBAC)
+OPTIONAL = load(PROOF_OF_POD_RBAC)
 
 
 def test_the_flow_completes_as_deploys_service_accounts_with_no_403() -> None:
@@ -57,4 +66,18 @@ def test_each_permission_is_needed(gone: Permission) -> None:
     result = run_flow(without(RBAC, gone))
     assert not result.ok, f"the flow needs no {gone}: take it out of deploy/"
     # The refusal is the one the missing permission explains, and nothing else was refused.
+    assert result.denied_permissions == {(gone.group, gone.resource, gone.verb)}
+
+
+def test_proving_the_pod_completes_with_the_optional_token_review_rule() -> None:
+    result = run_flow([*RBAC, *OPTIONAL], proof_of_pod=True)
+    assert result.failed is None
+    assert result.denied == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gone", permissions(OPTIONAL), ids=str)
+def test_proving_the_pod_needs_each_optional_permission(gone: Permission) -> None:
+    result = run_flow([*RBAC, *without(OPTIONAL, gone)], proof_of_pod=True)
+    assert not result.ok
     assert result.denied_permissions == {(gone.group, gone.resource, gone.verb)}
