@@ -10,7 +10,8 @@ of the service accounts those manifests bind, and walks the flow:
    set), announces it with an Event, and holds and renews its leader-election Lease;
 3. each pod gets a token through its node's token proxy with unmodified
    ``ManagedIdentityCredential``;
-4. the managed identity's pod is deleted: its record goes and the identity leaves the machine.
+4. the managed identity's pod is deleted: its record is finalized and deleted, and the
+   identity leaves the machine.
 
 Every request the emulator answered 403 is collected. Waits end early at the first 403 (a
 refused permission is already a failed flow), so a run with a permission missing is fast.
@@ -361,12 +362,14 @@ def _walk(
     if managed.resource_id.lower() not in on_machine():
         raise FlowFailed("the managed identity is not on the scale set")
 
-    def assigned_event() -> bool:
-        return any(
-            e.get("reason") == "IdentityAssigned" for e in kube.list("events", namespace="default")
-        )
+    def event(reason: str) -> Callable[[], bool]:
+        def seen() -> bool:
+            events = kube.list("events", namespace="default")
+            return any(e.get("reason") == reason for e in events)
 
-    _until(world, "IdentityAssigned event", assigned_event, within)
+        return seen
+
+    _until(world, "IdentityAssigned event", event("IdentityAssigned"), within)
 
     def lease_renewed() -> bool:
         try:
