@@ -262,3 +262,30 @@ def test_the_variables_docs_deploy_names_are_real_options(name: str) -> None:
     named = set(re.findall(rf"PODIDENTITY_{name.upper()}_[A-Z_]+", text))
     assert named
     assert named <= options
+
+
+def test_docs_deploy_explains_every_permission_and_no_other() -> None:
+    from tests.deploy.flow import RBAC_FILES, permissions
+
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    documented = set()
+    account = ""
+    for line in text.splitlines():
+        heading = re.match(r"^\*\*`(podidentity-\w+)`\*\*", line)
+        if heading:
+            account = heading[1]
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if not account or not line.startswith("| ") or len(cells) != 4 or "`" not in cells[1]:
+            continue
+        group = "" if cells[0] == "core" else cells[0].strip("`")
+        resources = re.findall(r"`([a-z/]+)`", re.split(r"\(|, `resourceNames", cells[1])[0])
+        for resource in resources:
+            for verb in cells[2].split(", "):
+                documented.add((account, group, resource, verb))
+        if line.startswith("| core | `serviceaccounts/token`"):
+            account = ""  # the last row of the last table
+    granted = {
+        ("podidentity-" + p.role.split("podidentity-")[1][:3], p.group, p.resource, p.verb)
+        for p in permissions(load(*RBAC_FILES))
+    }
+    assert documented == granted
