@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -327,11 +328,15 @@ class Sandbox:
 
     # -- token proxies (NMI) -----------------------------------------------------------------
 
-    def start_token_proxies(self, settings: TokenProxySettings | None = None) -> None:
+    def start_token_proxies(
+        self, settings: TokenProxySettings | None = None, *, kubeconfig: Path | None = None
+    ) -> None:
         """Run a :class:`~podidentity.nmi.TokenProxy` on every node, and on nodes added later.
 
         Each proxy talks to its own node's IMDS and watches the cluster with the admin
-        kubeconfig; all stop with the sandbox. Reach one as a pod with :meth:`as_pod`.
+        kubeconfig, or with ``kubeconfig`` (e.g. a service account's from
+        ``kube.service_account(...)``, to run it with only the permissions RBAC grants that
+        account); all stop with the sandbox. Reach one as a pod with :meth:`as_pod`.
         """
         from podidentity.nmi import TokenProxySettings
         from podidentity.testing._token_proxies import TokenProxyFleet
@@ -340,7 +345,7 @@ class Sandbox:
             raise RuntimeError("the token proxies are already running")
         assert self.kube.kubeconfig_path is not None, "start the sandbox first"
         fleet = TokenProxyFleet(
-            kubeconfig=self.kube.kubeconfig_path,
+            kubeconfig=kubeconfig or self.kube.kubeconfig_path,
             imds_url=self.imds_url,
             settings=settings or TokenProxySettings(),
             credential_options=self.azure.client_kwargs(),
@@ -488,15 +493,19 @@ class Sandbox:
             self.controller_principal = app
         return self.controller_principal
 
-    def start_controller(self, settings: ControllerSettings | None = None) -> Controller:
+    def start_controller(
+        self, settings: ControllerSettings | None = None, *, kubeconfig: Path | None = None
+    ) -> Controller:
         """Run the real reconciler against this sandbox, in a thread with its own event loop.
 
         It authenticates to ARM as a service principal created once per sandbox
         (:attr:`controller_principal`) with Virtual Machine Contributor on the node resource
         group and Managed Identity Operator on :attr:`identity_resource_group_id`, and to
-        Kubernetes with the admin kubeconfig. Each call starts another replica (leader
-        election decides which one writes); all stop with the sandbox or
-        :meth:`stop_controllers`. ``await controller.wait_synced()`` works from any loop.
+        Kubernetes with the admin kubeconfig, or with ``kubeconfig`` (e.g. a service
+        account's, to run it with only the permissions RBAC grants that account). Each call
+        starts another replica (leader election decides which one writes); all stop with the
+        sandbox or :meth:`stop_controllers`. ``await controller.wait_synced()`` works from any
+        loop.
         """
         from podidentity.reconciler import ControllerSettings
 
@@ -514,7 +523,9 @@ class Sandbox:
             from podidentity.reconciler import Controller, ControllerMetrics
 
             try:
-                api = await load_api_client(self.kube.kubeconfig_path, in_cluster=False)
+                api = await load_api_client(
+                    kubeconfig or self.kube.kubeconfig_path, in_cluster=False
+                )
                 credential = ClientSecretCredential(
                     self.azure.tenant_id,
                     app.client_id,
