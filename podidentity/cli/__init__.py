@@ -7,8 +7,8 @@ group (``mic``, ``nmi``, ``validate``, ...) is a module with a ``click.Group`` r
 from __future__ import annotations
 
 from podidentity.cli._main import main
-from podidentity.cli.sandbox import sandbox
 from podidentity.cli.demo import demo
+from podidentity.cli.sandbox import sandbox
 from podidentity.cli.secrets import secrets
 
 __all__ = ["main"]
