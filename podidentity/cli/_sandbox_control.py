@@ -21,10 +21,10 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from podidentity.testing import Sandbox
-from podidentity.testing.kube import APIError
+if TYPE_CHECKING:  # the emulators load only when a sandbox runs, not with every command
+    from podidentity.testing import Sandbox
 
 __all__ = ["ControlServer", "PodNotReady"]
 
@@ -154,6 +154,8 @@ class ControlServer:
         }
 
     def _running_pod(self, name: str, namespace: str) -> dict[str, Any]:
+        from podidentity.testing.kube import APIError
+
         try:
             pod = self._sandbox.kube.get("pods", name, namespace=namespace)
         except APIError as err:

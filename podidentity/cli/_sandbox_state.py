@@ -14,12 +14,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from podidentity.testing import DefaultWorld, Sandbox
-from podidentity.testing.azure import ManagedIdentity
+if TYPE_CHECKING:  # the emulators load only when a sandbox runs, not with every command
+    from podidentity.testing import DefaultWorld, Sandbox
+    from podidentity.testing.azure import ManagedIdentity
 
 __all__ = [
     "AZURE_CA",
