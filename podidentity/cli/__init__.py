@@ -7,8 +7,12 @@ group (``mic``, ``nmi``, ``validate``, ...) is a module with a ``click.Group`` r
 from __future__ import annotations
 
 from podidentity.cli._main import main
+from podidentity.cli.convert import convert
 from podidentity.cli.secrets import secrets
+from podidentity.cli.validate import validate
 
 __all__ = ["main"]
 
 main.add_command(secrets)
+main.add_command(validate)
+main.add_command(convert)

@@ -1,0 +1,228 @@
+"""Check manifests as a whole: every object's problems, legacy spellings, cross references.
+
+:func:`validate_documents` is what ``podidentity validate`` prints. It adds nothing to what one
+object is checked for (that is each model's ``problems()``); it adds what only the manifest
+shows:
+
+- structural errors, per object, instead of stopping at the first (as ``load_yaml`` does);
+- how the manifest was *written*: legacy capitalised fields and a ``spec.type`` given as text
+  parse fine (the models read them) but are not the v1 form, and upstream's CRD since v1.6
+  prunes the capitalised ones, so they are errors that ``podidentity convert`` fixes;
+- references between objects: a binding naming an identity that none of the documents
+  defines (a warning: it may exist in the cluster), or one in another namespace; the same
+  object defined twice; a pod or workload labelled ``aadpodidbinding`` with a value that no
+  binding selects (only when the documents contain bindings at all).
+
+Findings that :func:`~podidentity.models.convert.convert_documents` would fix are marked
+``convertible``. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from podidentity.errors import ValidationError
+from podidentity.models._load import Model, parse
+from podidentity.models._resource import object_label
+from podidentity.models.binding import BINDING_LABEL, AzureIdentityBinding
+from podidentity.models.convert import Change, _convert, _label_maps, is_pod_identity_object
+from podidentity.models.identity import AzureIdentity
+from podidentity.models.problems import Problem, Severity
+
+__all__ = ["Finding", "validate_documents"]
+
+
+@attrs.frozen(kw_only=True)
+class Finding:
+    """One problem found in one document.
+
+    Attributes:
+        index: the position of the document in the list given (from 0).
+        obj: the object, as ``Kind namespace/name`` (or ``Kind``, or ``object``).
+        problem: the field path (as written in the document), message, severity, suggestion.
+        convertible: ``podidentity convert`` (``convert_documents``) fixes it.
+    """
+
+    index: int
+    obj: str
+    problem: Problem
+    convertible: bool = False
+
+    def __str__(self) -> str:
+        fix = "; fix: run podidentity convert" if self.convertible else ""
+        return f"{self.obj}: {self.problem}{fix}"
+
+
+def validate_documents(documents: Sequence[Any]) -> list[Finding]:
+    """Check the documents of one or more manifests together.
+
+    Documents of other kinds (Deployments, Secrets, ...) are not checked themselves; they are
+    only looked at for ``aadpodidbinding`` labels. Never raises.
+
+    Args:
+        documents: the documents as YAML gives them (see ``load_documents``).
+
+    Returns:
+        Every finding, in document order; errors and warnings are told apart by
+        ``finding.problem.severity``. Empty means every object is fine.
+    """
+    converted, changes = _convert(documents)
+    models: dict[int, Model] = {}
+    findings: list[Finding] = []
+    for index, data in enumerate(documents):
+        if not isinstance(data, Mapping):
+            findings.append(
+                Finding(
+                    index=index,
+                    obj="object",
+                    problem=Problem(path="", message="a manifest document must be an object"),
+                )
+            )
+            continue
+        if not is_pod_identity_object(data):
+            continue
+        label = object_label(str(data.get("kind") or "object"), data)
+        mine = [c for c in changes if c.index == index]
+        model = _parse(data, converted[index])
+        if isinstance(model, ValidationError):
+            findings.append(Finding(index=index, obj=label, problem=_structural(model)))
+            continue
+        models[index] = model
+        findings += [
+            Finding(index=index, obj=label, problem=_legacy(c), convertible=True)
+            for c in mine
+            if c.kind == "field" or c.path.endswith("spec.type")
+        ]
+        fixed = {c.path for c in mine if c.kind == "value"}
+        findings += [
+            Finding(index=index, obj=label, problem=p, convertible=p.path in fixed)
+            for p in model.problems()
+        ]
+    findings += _references(documents, models)
+    findings.sort(key=lambda f: f.index)
+    return findings
+
+
+def _parse(raw: Mapping[str, Any], converted: Any) -> Model | ValidationError:
+    """The model as written; if only its spellings keep it from parsing, as converted."""
+    try:
+        return parse(raw)
+    except ValidationError as err:
+        try:
+            return parse(converted)
+        except ValidationError:
+            return err
+
+
+def _structural(err: ValidationError) -> Problem:
+    return Problem(path=err.path, message=f"{err.rule}{_got(err)}; the object cannot be read")
+
+
+def _got(err: ValidationError) -> str:
+    return "" if err.value is None else f", got {err.value!r}"
+
+
+def _legacy(change: Change) -> Problem:
+    if change.kind == "value":
+        return Problem(
+            path=change.path,
+            message=f"{change.old!r} is text; the field is an integer",
+            suggestion=str(change.new),
+        )
+    return Problem(
+        path=change.path,
+        message=f"legacy spelling {change.old!r}: the v1 name is {change.new!r}; aad-pod-identity "
+        "since v1.6 prunes the capitalised field, so the value is lost there",
+        suggestion=str(change.new),
+    )
+
+
+def _references(documents: Sequence[Any], models: Mapping[int, Model]) -> list[Finding]:
+    found: list[Finding] = []
+    identities = [m for m in models.values() if isinstance(m, AzureIdentity)]
+    bindings = [(i, m) for i, m in models.items() if isinstance(m, AzureIdentityBinding)]
+    seen: dict[tuple[str, str, str], int] = {}
+    for index, model in models.items():
+        key = (model.kind, model.namespace, model.name)
+        if key in seen:
+            found.append(
+                Finding(
+                    index=index,
+                    obj=object_label(model.kind, model.to_dict()),
+                    problem=Problem(
+                        path="metadata.name",
+                        message=f"{model.kind} {model.name!r} is defined more than once; the "
+                        "last one applied wins",
+                        severity=Severity.WARNING,
+                    ),
+                )
+            )
+        seen.setdefault(key, index)
+    for index, binding in bindings:
+        if not binding.azure_identity:
+            continue
+        problem = _identity_reference(binding, identities)
+        if problem is not None:
+            label = object_label(binding.kind, binding.to_dict())
+            found.append(Finding(index=index, obj=label, problem=problem))
+    if bindings:
+        found += _labelled(documents, [b for _, b in bindings])
+    return found
+
+
+def _same_namespace(a: str, b: str) -> bool:
+    """Equal namespaces; a manifest without one goes to whatever namespace it is applied in."""
+    return a == b or not a or not b
+
+
+def _identity_reference(
+    binding: AzureIdentityBinding, identities: Sequence[AzureIdentity]
+) -> Problem | None:
+    named = [i for i in identities if i.name == binding.azure_identity]
+    if any(_same_namespace(i.namespace, binding.namespace) for i in named):
+        return None
+    if named:
+        return Problem(
+            path="spec.azureIdentity",
+            message=f"the AzureIdentity {binding.azure_identity!r} given is in namespace "
+            f"{named[0].namespace!r}, but a binding only uses identities of its own namespace "
+            f"({binding.namespace!r})",
+            severity=Severity.WARNING,
+            suggestion=named[0].namespace,
+        )
+    return Problem(
+        path="spec.azureIdentity",
+        message=f"names no AzureIdentity in the given manifests ({binding.azure_identity!r}); "
+        "fine if it already exists in the cluster",
+        severity=Severity.WARNING,
+    )
+
+
+def _labelled(documents: Sequence[Any], bindings: Sequence[AzureIdentityBinding]) -> list[Finding]:
+    selected = {b.selector for b in bindings if b.selector}
+    if any(b.label_selector is not None for b in bindings):
+        return []  # a label selector may select pods by any label: nothing to compare
+    found: list[Finding] = []
+    for index, data in enumerate(documents):
+        if not isinstance(data, Mapping) or is_pod_identity_object(data):
+            continue
+        for path, labels in _label_maps(data):
+            value = labels.get(BINDING_LABEL)
+            if isinstance(value, str) and value not in selected:
+                found.append(
+                    Finding(
+                        index=index,
+                        obj=object_label(str(data.get("kind") or "object"), data),
+                        problem=Problem(
+                            path=f"{path}.{BINDING_LABEL}",
+                            message=f"no AzureIdentityBinding in the given manifests selects "
+                            f"{value!r} (selectors: {', '.join(sorted(selected)) or 'none'}); "
+                            "fine if one exists in the cluster",
+                            severity=Severity.WARNING,
+                        ),
+                    )
+                )
+    return found
