@@ -142,7 +142,12 @@ def _legacy(change: Change) -> Problem:
 
 def _references(documents: Sequence[Any], models: Mapping[int, Model]) -> list[Finding]:
     found: list[Finding] = []
-    identities = [m for m in models.values() if isinstance(m, AzureIdentity)]
+    # Names from the raw documents: an identity that does not parse still exists by name.
+    identities = [
+        (_name(data, "namespace"), _name(data, "name"))
+        for data in documents
+        if isinstance(data, Mapping) and data.get("kind") == AzureIdentity.kind
+    ]
     bindings = [(i, m) for i, m in models.items() if isinstance(m, AzureIdentityBinding)]
     seen: dict[tuple[str, str, str], int] = {}
     for index, model in models.items():
@@ -178,20 +183,25 @@ def _same_namespace(a: str, b: str) -> bool:
     return a == b or not a or not b
 
 
+def _name(data: Mapping[str, Any], key: str) -> str:
+    meta = data.get("metadata")
+    value = meta.get(key) if isinstance(meta, Mapping) else None
+    return value if isinstance(value, str) else ""
+
+
 def _identity_reference(
-    binding: AzureIdentityBinding, identities: Sequence[AzureIdentity]
+    binding: AzureIdentityBinding, identities: Sequence[tuple[str, str]]
 ) -> Problem | None:
-    named = [i for i in identities if i.name == binding.azure_identity]
-    if any(_same_namespace(i.namespace, binding.namespace) for i in named):
+    named = [namespace for namespace, name in identities if name == binding.azure_identity]
+    if any(_same_namespace(namespace, binding.namespace) for namespace in named):
         return None
     if named:
         return Problem(
             path="spec.azureIdentity",
             message=f"the AzureIdentity {binding.azure_identity!r} given is in namespace "
-            f"{named[0].namespace!r}, but a binding only uses identities of its own namespace "
+            f"{named[0]!r}, but a binding only uses identities of its own namespace "
             f"({binding.namespace!r})",
             severity=Severity.WARNING,
-            suggestion=named[0].namespace,
         )
     return Problem(
         path="spec.azureIdentity",
@@ -209,9 +219,11 @@ def _labelled(documents: Sequence[Any], bindings: Sequence[AzureIdentityBinding]
     for index, data in enumerate(documents):
         if not isinstance(data, Mapping) or is_pod_identity_object(data):
             continue
+        reported: set[str] = set()  # a workload repeats its pods' label: say it once
         for path, labels in _label_maps(data):
             value = labels.get(BINDING_LABEL)
-            if isinstance(value, str) and value not in selected:
+            if isinstance(value, str) and value not in selected and value not in reported:
+                reported.add(value)
                 found.append(
                     Finding(
                         index=index,
