@@ -19,7 +19,7 @@ import yaml
 
 from podidentity.cli._manifests import STDIN, Loaded, read_sources
 from podidentity.errors import ValidationError
-from podidentity.models import Change, convert_documents, is_pod_identity_object
+from podidentity.models import Change, convert_documents, is_pod_identity_object, parse
 
 __all__ = ["convert"]
 
@@ -98,8 +98,13 @@ def _unreadable(loaded: Loaded) -> list[str]:
         try:
             convert_documents([source.document.data])
         except ValidationError as err:
-            obj = err.obj.split(": ", 1)[-1] if err.obj else ""
-            lines.append(f"{source.where}: {obj}: {err.path}: {err.rule}")
+            found = err
+            try:  # say it as the user wrote it (spec.ClientID, not spec.clientID), if it can
+                parse(source.document.data)
+            except ValidationError as as_written:
+                found = as_written
+            obj = found.obj.split(": ", 1)[-1] if found.obj else ""
+            lines.append(f"{source.where}: {obj}: {found.path}: {found.rule}")
     return lines
 
 
