@@ -115,9 +115,16 @@ def _label(source: Source) -> str:
     if not isinstance(data, dict):
         return "object"
     meta = data.get("metadata")
-    name = meta.get("name") if isinstance(meta, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    name, namespace = meta.get("name"), meta.get("namespace")
     kind = str(data.get("kind") or "object")
-    return f"{kind} {name}" if isinstance(name, str) and name else kind
+    if not isinstance(name, str) or not name:
+        return kind
+    return (
+        f"{kind} {namespace}/{name}"
+        if isinstance(namespace, str) and namespace
+        else f"{kind} {name}"
+    )
 
 
 def _json(
