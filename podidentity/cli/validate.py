@@ -12,8 +12,15 @@ from typing import Any
 
 import click
 
-from podidentity.cli._manifests import Loaded, Source, read_sources
-from podidentity.models import Finding, Severity, is_pod_identity_object, validate_documents
+from podidentity.cli._manifests import Loaded, read_sources
+from podidentity.models import (
+    Finding,
+    ManifestObject,
+    Severity,
+    is_pod_identity_object,
+    manifest_objects,
+    validate_documents,
+)
 
 __all__ = ["validate"]
 
@@ -52,10 +59,11 @@ def validate(files: tuple[str, ...], output: str, strict: bool) -> None:
     """
     loaded = read_sources(files)
     findings = validate_documents(loaded.documents)
-    skipped = [s for s in loaded.sources if not is_pod_identity_object(s.document.data)]
+    objects = manifest_objects(loaded.documents)  # a kubectl List counts as its items
+    skipped = [o for o in objects if not is_pod_identity_object(o.data)]
     errors = sum(f.problem.severity is Severity.ERROR for f in findings) + len(loaded.yaml_errors)
     warnings = sum(f.problem.severity is Severity.WARNING for f in findings)
-    checked = len(loaded.sources) - len(skipped)
+    checked = len(objects) - len(skipped)
     if output == "json":
         click.echo(
             json.dumps(_json(loaded, findings, skipped, errors, warnings, checked), indent=2)
@@ -79,7 +87,7 @@ def _fix(finding: Finding) -> str | None:
 def _text(
     loaded: Loaded,
     findings: list[Finding],
-    skipped: list[Source],
+    skipped: list[ManifestObject],
     errors: int,
     warnings: int,
     checked: int,
@@ -96,8 +104,9 @@ def _text(
         fix = _fix(finding)
         if fix is not None:
             click.echo(f"    fix: {fix}")
-    for source in skipped:
-        click.echo(f"{source.where}: {_label(source)}: skipped (not an aad-pod-identity kind)")
+    for obj in skipped:
+        where = loaded.sources[obj.index].where + (f": {obj.prefix}" if obj.prefix else "")
+        click.echo(f"{where}: {_label(obj.data)}: skipped (not an aad-pod-identity kind)")
     verdict = "FAILED" if errors else "ok"
     click.echo(
         f"{verdict}: {_count(errors, 'error')}, {_count(warnings, 'warning')} in "
@@ -109,9 +118,8 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _label(source: Source) -> str:
-    """``Kind name`` of a skipped document, as far as it has them."""
-    data = source.document.data
+def _label(data: object) -> str:
+    """``Kind namespace/name`` of a skipped object, as far as it has them."""
     if not isinstance(data, dict):
         return "object"
     meta = data.get("metadata")
@@ -130,7 +138,7 @@ def _label(source: Source) -> str:
 def _json(
     loaded: Loaded,
     findings: list[Finding],
-    skipped: list[Source],
+    skipped: list[ManifestObject],
     errors: int,
     warnings: int,
     checked: int,
@@ -175,11 +183,12 @@ def _json(
         "findings": items,
         "skipped": [
             {
-                "file": s.file,
-                "document": s.document.number,
-                "line": s.document.line,
-                "object": _label(s),
+                "file": loaded.sources[o.index].file,
+                "document": loaded.sources[o.index].document.number,
+                "line": loaded.sources[o.index].document.line,
+                "item": o.prefix or None,
+                "object": _label(o.data),
             }
-            for s in skipped
+            for o in skipped
         ],
     }

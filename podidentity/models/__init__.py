@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from podidentity.models._frozen import FrozenDict
 from podidentity.models._load import KINDS, Document, Model, load_documents, load_yaml, parse
+from podidentity.models._objects import ManifestObject, manifest_objects
 from podidentity.models._resource import API_VERSION, GROUP, VERSION
 from podidentity.models.assigned import (
     ASSIGNED_IDENTITY_FINALIZER,
@@ -56,6 +57,7 @@ __all__ = [
     "KINDS",
     "LabelSelector",
     "LabelSelectorRequirement",
+    "ManifestObject",
     "Model",
     "NODE_NAME_LABEL",
     "ObjectMeta",
@@ -71,6 +73,7 @@ __all__ = [
     "is_pod_identity_object",
     "load_documents",
     "load_yaml",
+    "manifest_objects",
     "parse",
     "validate_documents",
 ]

@@ -29,7 +29,7 @@ converted output changes nothing. Pure: no I/O.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -42,6 +42,7 @@ from podidentity.models._names import (
     suggest_dns1123,
     suggest_label_value,
 )
+from podidentity.models._objects import ManifestObject, label_maps, manifest_objects
 from podidentity.models._resource import GROUP, object_label
 from podidentity.models._wire import Embedded, Field, Nested, join
 from podidentity.models.binding import BINDING_LABEL
@@ -55,16 +56,6 @@ _TYPE_NAMES = {
     "serviceprincipalcertificate": IdentityType.SERVICE_PRINCIPAL_CERTIFICATE,
 }
 """Upstream's Go constant names for ``spec.type``, which some tutorials wrote as values."""
-
-# Where pods and workloads keep labels that the API server matches against a binding.
-_LABEL_MAPS = (
-    ("metadata", "labels"),
-    ("spec", "selector", "matchLabels"),
-    ("spec", "template", "metadata", "labels"),
-    ("spec", "jobTemplate", "metadata", "labels"),
-    ("spec", "jobTemplate", "spec", "selector", "matchLabels"),
-    ("spec", "jobTemplate", "spec", "template", "metadata", "labels"),
-)
 
 
 @attrs.frozen(kw_only=True)
@@ -128,36 +119,43 @@ def convert_documents(
             or two objects would end up with the same name; ``obj`` says which (``item N``
             counts from 0).
     """
-    out, changes = _convert(documents, label_selectors=label_selectors)
-    for index, data in enumerate(out):
-        if is_pod_identity_object(data):
+    out, changes = convert_unchecked(documents, label_selectors=label_selectors)
+    for unit in manifest_objects(out):
+        if is_pod_identity_object(unit.data):
             try:
-                parse(data)
+                parse(unit.data)
             except ValidationError as err:
-                raise err.within(f"item {index}: {err.obj}") from err
-    _check_collisions(documents, out)
+                where = f"item {unit.index}{' ' + unit.prefix if unit.prefix else ''}"
+                raise err.within(f"{where}: {err.obj}") from err
+    _check_collisions(manifest_objects(documents), manifest_objects(out))
     return out, changes
 
 
-def _convert(
+def convert_unchecked(
     documents: Sequence[Any], *, label_selectors: bool = False
 ) -> tuple[list[Any], list[Change]]:
-    """The conversion without the final checks (``validate_documents`` reports those)."""
+    """The conversion without the final checks (``validate_documents`` reports those).
+
+    Not exported: the building block ``validate_documents`` shares.
+    """
     out = [copy.deepcopy(data) for data in documents]
     changes: list[Change] = []
-    for index, data in enumerate(out):
+    for unit in manifest_objects(out):  # the units share the copies' objects: changes land in out
+        data = unit.data
         if not isinstance(data, MutableMapping):
             continue
-        label = object_label(str(data.get("kind") or "object"), data)
+        found: list[_Found] = []
         if is_pod_identity_object(data):
             kind = data.get("kind")
             if isinstance(kind, str) and kind in KINDS:
+                label = object_label(kind, data)
                 found = _object(data, kind, "")
                 if label_selectors and kind == "AzureIdentityBinding":
                     found += _label_selector(data)
-                changes += [_change(index, label, *item) for item in found]
         else:
-            changes += [_change(index, label, *item) for item in _pod_labels(data)]
+            label = object_label(str(data.get("kind") or "object"), data)
+            found = _pod_labels(data)
+        changes += [_change(unit, label, *item) for item in found]
     return out, changes
 
 
@@ -165,9 +163,10 @@ _Found = tuple[str, Literal["field", "value"], Any, Any]
 
 
 def _change(
-    index: int, obj: str, path: str, kind: Literal["field", "value"], old: Any, new: Any
+    unit: ManifestObject, obj: str, path: str, kind: Literal["field", "value"], old: Any, new: Any
 ) -> Change:
-    return Change(index=index, obj=obj, path=path, kind=kind, old=old, new=new)
+    path = join(unit.prefix, path) if unit.prefix else path
+    return Change(index=unit.index, obj=obj, path=path, kind=kind, old=old, new=new)
 
 
 def _object(data: MutableMapping[str, Any], kind: str, path: str) -> list[_Found]:
@@ -285,7 +284,7 @@ def _label_selector(data: MutableMapping[str, Any]) -> list[_Found]:
 def _pod_labels(data: MutableMapping[str, Any]) -> list[_Found]:
     """Give invalid ``aadpodidbinding`` labels the value their binding's selector gets."""
     found: list[_Found] = []
-    for path, labels in _label_maps(data):
+    for path, labels in label_maps(data):
         value = labels.get(BINDING_LABEL)
         if isinstance(value, str) and value and not is_label_value(value):
             new = suggest_label_value(value)
@@ -295,19 +294,11 @@ def _pod_labels(data: MutableMapping[str, Any]) -> list[_Found]:
     return found
 
 
-def _label_maps(data: Mapping[str, Any]) -> Iterator[tuple[str, MutableMapping[str, Any]]]:
-    for keys in _LABEL_MAPS:
-        node: Any = data
-        for key in keys:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if isinstance(node, MutableMapping):
-            yield ".".join(keys), node
-
-
-def _check_collisions(before: Sequence[Any], after: Sequence[Any]) -> None:
+def _check_collisions(before: Sequence[ManifestObject], after: Sequence[ManifestObject]) -> None:
     """Refuse renames that make two different objects one (``a_b`` and ``a-b``)."""
     seen: dict[tuple[str, str, str], tuple[int, str]] = {}
-    for index, (old, new) in enumerate(zip(before, after, strict=True)):
+    for index, (old_unit, new_unit) in enumerate(zip(before, after, strict=True)):
+        old, new = old_unit.data, new_unit.data
         if not is_pod_identity_object(new):
             continue
         key = _key(new)

@@ -26,9 +26,10 @@ import attrs
 
 from podidentity.errors import ValidationError
 from podidentity.models._load import Model, parse
+from podidentity.models._objects import ManifestObject, label_maps, manifest_objects
 from podidentity.models._resource import object_label
 from podidentity.models.binding import BINDING_LABEL, AzureIdentityBinding
-from podidentity.models.convert import Change, _convert, _label_maps, is_pod_identity_object
+from podidentity.models.convert import Change, convert_unchecked, is_pod_identity_object
 from podidentity.models.identity import AzureIdentity
 from podidentity.models.problems import Problem, Severity
 
@@ -69,41 +70,50 @@ def validate_documents(documents: Sequence[Any]) -> list[Finding]:
         Every finding, in document order; errors and warnings are told apart by
         ``finding.problem.severity``. Empty means every object is fine.
     """
-    converted, changes = _convert(documents)
-    models: dict[int, Model] = {}
+    converted, changes = convert_unchecked(documents)
+    units = manifest_objects(documents)
+    models: dict[int, tuple[ManifestObject, Model]] = {}
     findings: list[Finding] = []
-    for index, data in enumerate(documents):
+    for number, (unit, after) in enumerate(zip(units, manifest_objects(converted), strict=True)):
+        data = unit.data
         if not isinstance(data, Mapping):
-            findings.append(
-                Finding(
-                    index=index,
-                    obj="object",
-                    problem=Problem(path="", message="a manifest document must be an object"),
-                )
-            )
+            problem = Problem(path=unit.prefix, message="a manifest document must be an object")
+            findings.append(Finding(index=unit.index, obj="object", problem=problem))
             continue
         if not is_pod_identity_object(data):
             continue
         label = object_label(str(data.get("kind") or "object"), data)
-        mine = [c for c in changes if c.index == index]
-        model = _parse(data, converted[index])
+        mine = [c for c in changes if c.index == unit.index and _within(c.path, unit.prefix)]
+        model = _parse(data, after.data)
         if isinstance(model, ValidationError):
-            findings.append(Finding(index=index, obj=label, problem=_structural(model)))
+            findings.append(_finding(unit, label, _structural(model)))
             continue
-        models[index] = model
+        models[number] = (unit, model)
         findings += [
-            Finding(index=index, obj=label, problem=_legacy(c), convertible=True)
+            Finding(index=unit.index, obj=label, problem=_legacy(c), convertible=True)
             for c in mine
             if c.kind == "field" or c.path.endswith("spec.type")
         ]
         fixed = {c.path for c in mine if c.kind == "value"}
-        findings += [
-            Finding(index=index, obj=label, problem=p, convertible=p.path in fixed)
-            for p in model.problems()
-        ]
-    findings += _references(documents, models)
+        for problem in model.problems():
+            finding = _finding(unit, label, problem)
+            convertible = finding.problem.path in fixed
+            findings.append(attrs.evolve(finding, convertible=convertible))
+    findings += _references(units, models)
     findings.sort(key=lambda f: f.index)
     return findings
+
+
+def _within(path: str, prefix: str) -> bool:
+    return not prefix or path.startswith(f"{prefix}.")
+
+
+def _finding(unit: ManifestObject, obj: str, problem: Problem) -> Finding:
+    """A finding about one object, its path rooted at the document (``items[2].spec...``)."""
+    if unit.prefix:
+        path = f"{unit.prefix}.{problem.path}" if problem.path else unit.prefix
+        problem = attrs.evolve(problem, path=path)
+    return Finding(index=unit.index, obj=obj, problem=problem)
 
 
 def _parse(raw: Mapping[str, Any], converted: Any) -> Model | ValidationError:
@@ -140,41 +150,37 @@ def _legacy(change: Change) -> Problem:
     )
 
 
-def _references(documents: Sequence[Any], models: Mapping[int, Model]) -> list[Finding]:
+def _references(
+    units: Sequence[ManifestObject], models: Mapping[int, tuple[ManifestObject, Model]]
+) -> list[Finding]:
     found: list[Finding] = []
     # Names from the raw documents: an identity that does not parse still exists by name.
     identities = [
-        (_name(data, "namespace"), _name(data, "name"))
-        for data in documents
-        if isinstance(data, Mapping) and data.get("kind") == AzureIdentity.kind
+        (_name(u.data, "namespace"), _name(u.data, "name"))
+        for u in units
+        if isinstance(u.data, Mapping) and u.data.get("kind") == AzureIdentity.kind
     ]
-    bindings = [(i, m) for i, m in models.items() if isinstance(m, AzureIdentityBinding)]
-    seen: dict[tuple[str, str, str], int] = {}
-    for index, model in models.items():
+    bindings = [(u, m) for u, m in models.values() if isinstance(m, AzureIdentityBinding)]
+    seen: set[tuple[str, str, str]] = set()
+    for unit, model in models.values():
         key = (model.kind, model.namespace, model.name)
         if key in seen:
-            found.append(
-                Finding(
-                    index=index,
-                    obj=object_label(model.kind, model.to_dict()),
-                    problem=Problem(
-                        path="metadata.name",
-                        message=f"{model.kind} {model.name!r} is defined more than once; the "
-                        "last one applied wins",
-                        severity=Severity.WARNING,
-                    ),
-                )
+            problem = Problem(
+                path="metadata.name",
+                message=f"{model.kind} {model.name!r} is defined more than once; the last one "
+                "applied wins",
+                severity=Severity.WARNING,
             )
-        seen.setdefault(key, index)
-    for index, binding in bindings:
+            found.append(_finding(unit, object_label(model.kind, unit.data), problem))
+        seen.add(key)
+    for unit, binding in bindings:
         if not binding.azure_identity:
             continue
-        problem = _identity_reference(binding, identities)
-        if problem is not None:
-            label = object_label(binding.kind, binding.to_dict())
-            found.append(Finding(index=index, obj=label, problem=problem))
+        reference = _identity_reference(binding, identities)
+        if reference is not None:
+            found.append(_finding(unit, object_label(binding.kind, unit.data), reference))
     if bindings:
-        found += _labelled(documents, [b for _, b in bindings])
+        found += _labelled(units, [b for _, b in bindings])
     return found
 
 
@@ -211,30 +217,29 @@ def _identity_reference(
     )
 
 
-def _labelled(documents: Sequence[Any], bindings: Sequence[AzureIdentityBinding]) -> list[Finding]:
+def _labelled(
+    units: Sequence[ManifestObject], bindings: Sequence[AzureIdentityBinding]
+) -> list[Finding]:
     selected = {b.selector for b in bindings if b.selector}
     if any(b.label_selector is not None for b in bindings):
         return []  # a label selector may select pods by any label: nothing to compare
     found: list[Finding] = []
-    for index, data in enumerate(documents):
+    for unit in units:
+        data = unit.data
         if not isinstance(data, Mapping) or is_pod_identity_object(data):
             continue
         reported: set[str] = set()  # a workload repeats its pods' label: say it once
-        for path, labels in _label_maps(data):
+        for path, labels in label_maps(data):
             value = labels.get(BINDING_LABEL)
             if isinstance(value, str) and value not in selected and value not in reported:
                 reported.add(value)
-                found.append(
-                    Finding(
-                        index=index,
-                        obj=object_label(str(data.get("kind") or "object"), data),
-                        problem=Problem(
-                            path=f"{path}.{BINDING_LABEL}",
-                            message=f"no AzureIdentityBinding in the given manifests selects "
-                            f"{value!r} (selectors: {', '.join(sorted(selected)) or 'none'}); "
-                            "fine if one exists in the cluster",
-                            severity=Severity.WARNING,
-                        ),
-                    )
+                problem = Problem(
+                    path=f"{path}.{BINDING_LABEL}",
+                    message=f"no AzureIdentityBinding in the given manifests selects {value!r} "
+                    f"(selectors: {', '.join(sorted(selected)) or 'none'}); fine if one exists "
+                    "in the cluster",
+                    severity=Severity.WARNING,
                 )
+                label = object_label(str(data.get("kind") or "object"), data)
+                found.append(_finding(unit, label, problem))
     return found

@@ -6,6 +6,7 @@ the real API server does; kubectl (the real binary) is its client.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from podidentity.models import AzureIdentityBinding, is_pod_identity_object, par
 from podidentity.testing.kube import KubeEmulator
 from tests.models.test_convert import MANIFESTS, documents
 from tests.testing.kube.test_kubectl import KUBECTL
+
+CLIENT = "11111111-2222-3333-4444-555555555555"
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +109,28 @@ def test_label_selector_output_is_accepted_and_stored_as_converted(
     assert binding.matches({"aadpodidbinding": "my_app"}, service_account="default")
     identity = parse(cluster.get("azureidentities", "my-identity", namespace="selectors"))
     assert identity.problems() == []
+
+
+def test_kubectl_get_output_validates_as_it_is(cluster: KubeEmulator, tmp_path: Path) -> None:
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "listed"}})
+    for name, spec in [
+        ("web", {"type": 3, "clientID": CLIENT, "tenantID": CLIENT}),
+        ("old", {"type": 3, "ClientID": CLIENT, "tenantID": CLIENT}),  # our CRD keeps it
+    ]:
+        cluster.create(
+            {
+                "apiVersion": "aadpodidentity.k8s.io/v1",
+                "kind": "AzureIdentity",
+                "metadata": {"name": name, "namespace": "listed"},
+                "spec": spec,
+            }
+        )
+    listed = kubectl(cluster, tmp_path, "get", "azureidentities", "-n", "listed", "-o", "yaml")
+    assert listed.returncode == 0, listed.stderr
+    result = CliRunner().invoke(main, ["validate", "--output", "json", "-"], input=listed.stdout)
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert report["checked"] == 2
+    assert [(f["object"], f["path"], f["convertible"]) for f in report["findings"]] == [
+        ("AzureIdentity listed/old", "items[0].spec.ClientID", True)
+    ]

@@ -73,7 +73,7 @@ def test_json_output(seed: Path) -> None:
         "fix": "use 'type'; run podidentity convert to fix it",
     }
     assert report["skipped"] == [
-        {"file": str(seed), "document": 3, "line": 18, "object": "Pod demo"}
+        {"file": str(seed), "document": 3, "line": 18, "item": None, "object": "Pod demo"}
     ]
 
 

@@ -368,3 +368,36 @@ def test_the_output_is_plain_yaml() -> None:
     assert "ClientID" not in text
     assert "my_identity_binding" not in text
     assert documents(text) == after
+
+
+def test_list_documents_stand_for_their_items() -> None:
+    # What `kubectl get azureidentities,azureidentitybindings -o yaml` prints.
+    listing = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "aadpodidentity.k8s.io/v1",
+                "kind": "AzureIdentity",
+                "metadata": {"name": "web", "namespace": "apps"},
+                "spec": {"type": 0, "ClientID": CLIENT_ID, "resourceID": RESOURCE_ID},
+            },
+            {
+                "apiVersion": "aadpodidentity.k8s.io/v1",
+                "kind": "AzureIdentityBinding",
+                "metadata": {"name": "web", "namespace": "apps"},
+                "spec": {"azureIdentity": "Web_Identity", "selector": "web"},
+            },
+        ],
+    }
+    (after,), changes = convert_documents([listing])
+    assert [(c.index, c.path, c.old, c.new) for c in changes] == [
+        (0, "items[0].spec.ClientID", "ClientID", "clientID"),
+        (0, "items[1].spec.azureIdentity", "Web_Identity", "web-identity"),
+    ]
+    assert after["items"][0]["spec"]["clientID"] == CLIENT_ID
+    assert [(f.problem.path, f.convertible) for f in validate_documents([listing])] == [
+        ("items[0].spec.ClientID", True),
+        ("items[1].spec.azureIdentity", True),  # not a valid name,
+        ("items[1].spec.azureIdentity", False),  # and not one of the identities listed
+    ]
