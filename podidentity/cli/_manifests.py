@@ -57,6 +57,7 @@ def read_sources(files: Sequence[str]) -> Loaded:
     """
     if list(files).count(STDIN) > 1:
         raise click.BadParameter("'-' (stdin) may be given only once", param_hint="FILE")
+    files = list(dict.fromkeys(files))  # a file named twice is still one file
     texts: dict[str, str] = {}
     sources: list[Source] = []
     errors: list[tuple[str, ValidationError]] = []

@@ -134,12 +134,12 @@ def _write_all(outputs: dict[str, str]) -> None:
                 os.unlink(temp)
         raise click.ClickException(f"cannot write: {err}; no file was changed") from err
     for temp, name in staged:
-        os.replace(temp, name)
+        os.replace(temp, os.path.realpath(name))
 
 
 def _stage(name: str, text: str) -> str:
     """Write ``text`` to a temporary file next to ``name``, with its mode; return its path."""
-    target = Path(name)
+    target = Path(os.path.realpath(name))  # through a symlink: the link stays a link
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as stream:

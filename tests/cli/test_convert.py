@@ -196,3 +196,18 @@ def test_a_failed_write_changes_no_file(seed: Path, tmp_path: Path) -> None:
     assert "no file was changed" in done.stderr
     assert "Traceback" not in done.stderr
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_in_place_through_a_symlink_and_a_file_named_twice(seed: Path, tmp_path: Path) -> None:
+    link = tmp_path / "link.yaml"
+    link.symlink_to(seed)
+    result = run("convert", "--in-place", str(link), str(link))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[-1] == "rewrote 1 file: 8 changes"
+    assert link.is_symlink()
+    converted = documents(seed.read_text())
+    assert [d["metadata"]["name"] for d in converted] == [
+        "my-identity",
+        "my-identity-binding",
+        "demo",
+    ]
