@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podidentity.models import Severity, convert_documents, validate_documents
-from tests.models.strategies import json_values
+from tests.models.strategies import json_values, resource_dicts
 from tests.models.test_convert import MANIFESTS, SEED, documents
 
 E, W = Severity.ERROR, Severity.WARNING
@@ -173,3 +173,18 @@ def test_type_as_text_is_reported_and_the_rest_still_checked() -> None:
 def test_never_raises(docs: list[Any]) -> None:
     for finding in validate_documents(docs):
         assert finding.problem.message
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    docs=st.lists(resource_dicts, min_size=1, max_size=3),
+    names=st.lists(st.sampled_from(["My_Identity", "web_ID", "a b", "Demo"]), min_size=3),
+)
+def test_convert_fixes_everything_it_claims_to(docs: list[Any], names: list[str]) -> None:
+    for data, name in zip(docs, names, strict=False):
+        data["metadata"]["name"] = name
+    try:
+        converted, _ = convert_documents(docs)
+    except ValueError:
+        return  # two names collapsed into one: refused, nothing to check
+    assert not [f for f in validate_documents(converted) if f.convertible]
