@@ -144,17 +144,15 @@ def convert_unchecked(
         data = unit.data
         if not isinstance(data, MutableMapping):
             continue
+        kind = data.get("kind")
+        label = object_label(str(kind or "object"), data)  # as named before any change
         found: list[_Found] = []
-        if is_pod_identity_object(data):
-            kind = data.get("kind")
-            if isinstance(kind, str) and kind in KINDS:
-                label = object_label(kind, data)
-                found = _object(data, kind, "")
-                if label_selectors and kind == "AzureIdentityBinding":
-                    found += _label_selector(data)
-        else:
-            label = object_label(str(data.get("kind") or "object"), data)
+        if not is_pod_identity_object(data):
             found = _pod_labels(data)
+        elif isinstance(kind, str) and kind in KINDS:
+            found = _object(data, kind, "")
+            if label_selectors and kind == "AzureIdentityBinding":
+                found += _label_selector(data)
         changes += [_change(unit, label, *item) for item in found]
     return out, changes
 
