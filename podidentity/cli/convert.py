@@ -44,7 +44,13 @@ __all__ = ["convert"]
     "{matchLabels: {aadpodidbinding: X}}'. podidentity only: upstream aad-pod-identity "
     "ignores labelSelector.",
 )
-def convert(files: tuple[str, ...], in_place: bool, label_selector: bool) -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    default=False,
+    help="Write nothing; list what would change and exit 1 if anything would (for CI).",
+)
+def convert(files: tuple[str, ...], in_place: bool, label_selector: bool, check: bool) -> None:
     """Rewrite legacy aad-pod-identity manifests in the current v1 form.
 
     FILE is a YAML file, possibly with several documents ('-' reads stdin). What changes:
@@ -60,9 +66,13 @@ def convert(files: tuple[str, ...], in_place: bool, label_selector: bool) -> Non
     are left untouched with --in-place). Every change is listed on stderr as
     'file:line: document N: object: field path: old -> new'.
 
+    --check writes nothing and exits 1 when something would change (a CI gate).
+
     Nothing is written unless every file parses: a file that is not valid YAML, or an object
     that cannot be read, is reported and the exit status is 1. Exit status 2 is a usage error.
     """
+    if in_place and check:
+        raise click.UsageError("--check writes nothing: leave out --in-place")
     if in_place and STDIN in files:
         raise click.UsageError("--in-place cannot rewrite stdin ('-'); print to stdout instead")
     loaded = read_sources(files)
@@ -80,6 +90,9 @@ def convert(files: tuple[str, ...], in_place: bool, label_selector: bool) -> Non
         raise SystemExit(1) from None
     for change in changes:
         click.echo(f"{loaded.sources[change.index].where}: {change}", err=True)
+    if check:
+        _summary(changes, loaded, in_place=False, check=True)
+        raise SystemExit(1 if changes else 0)
     outputs = _outputs(loaded, converted)
     if in_place:
         changed = {loaded.sources[c.index].file for c in changes}
@@ -154,11 +167,11 @@ def _stage(name: str, text: str) -> str:
     return temp
 
 
-def _summary(changes: list[Change], loaded: Loaded, in_place: bool) -> None:
+def _summary(changes: list[Change], loaded: Loaded, in_place: bool, check: bool = False) -> None:
     if not changes:
         click.echo("nothing to convert: already in the v1 form", err=True)
         return
     files = {loaded.sources[c.index].file for c in changes}
-    where = "rewrote" if in_place else "converted"
+    where = "would convert" if check else "rewrote" if in_place else "converted"
     noun = "file" if len(files) == 1 else "files"
     click.echo(f"{where} {len(files)} {noun}: {len(changes)} changes", err=True)

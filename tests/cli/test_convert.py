@@ -211,3 +211,16 @@ def test_in_place_through_a_symlink_and_a_file_named_twice(seed: Path, tmp_path:
         "my-identity-binding",
         "demo",
     ]
+
+
+def test_check_writes_nothing_and_fails_when_something_would_change(seed: Path) -> None:
+    result = run("convert", "--check", str(seed))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == "would convert 1 file: 8 changes"
+    assert seed.read_text() == SEED
+    assert run("convert", "--check", "--in-place", str(seed)).exit_code == 2
+    assert run("convert", str(seed), env={"PODIDENTITY_CONVERT_IN_PLACE": "1"}).exit_code == 0
+    clean = run("convert", str(seed), env={"PODIDENTITY_CONVERT_CHECK": "1"})
+    assert clean.exit_code == 0
+    assert clean.stderr == "nothing to convert: already in the v1 form\n"
