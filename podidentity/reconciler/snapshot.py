@@ -516,9 +516,13 @@ class Snapshot:
         observed = self._observed.get(machine)
         if not resource_id or observed is None or resource_id not in observed:
             return False
-        if self._preexisting.get(machine, Counter())[resource_id] > 0:
+        # .get(..., 0) on the counters, not a Counter() default per call: this runs once per
+        # record in a full plan, and building an empty Counter cost more than the rest.
+        preexisting = self._preexisting.get(machine)
+        if preexisting is not None and preexisting.get(resource_id, 0) > 0:
             return True
-        return self._owned.get(machine, Counter())[resource_id] == 0
+        owned = self._owned.get(machine)
+        return owned is None or owned.get(resource_id, 0) == 0
 
     def plan(self, machines: Iterable[str] | None = None, *, incremental: bool = False) -> Plan:
         """The plan for some machines (normalized IDs), or for everything when ``None``.
@@ -537,12 +541,13 @@ class Snapshot:
                 out.machines.append(change)
             marked = self._dirty.pop(machine, set())
             if incremental and machine not in self._dirty_all:
-                keys = sorted(marked)
+                keys = sorted(marked, key=_sort_key)
             else:
                 self._dirty_all.discard(machine)
                 keys = sorted(
                     self._desired_by_machine.get(machine, {}).keys()
-                    | self._assigned_by_machine.get(machine, set())
+                    | self._assigned_by_machine.get(machine, set()),
+                    key=_sort_key,
                 )
             for key in keys:
                 self._plan_key(machine, key, change, out)
@@ -578,6 +583,17 @@ class Snapshot:
                 out.status.append(StatusChange(*key, AssignedIdentityState.UNASSIGNED, existing))
         else:
             out.deletes.append(AssignedDelete(existing))
+
+
+def _sort_key(key: Key) -> str:
+    """``(namespace, name)`` as one string that sorts as the tuple does.
+
+    Plans are sorted so that the same cluster gives the same plan whatever order its events
+    came in. NUL sorts before every character a Kubernetes name may hold, and comparing one
+    string is several times cheaper than comparing tuples: with 200,000 pods, sorting tuples
+    was half of a full plan.
+    """
+    return "\0".join(key)
 
 
 @attrs.define
