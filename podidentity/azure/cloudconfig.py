@@ -56,6 +56,30 @@ class CloudConfig:
             self.client_id.lower() == _MSI and self.client_secret.lower() == _MSI
         )
 
+    def check(self) -> None:
+        """Fail unless the file describes a usable credential.
+
+        Raises:
+            ConfigError: a service principal without ``tenantId``, ``aadClientId`` or
+                ``aadClientSecret``.
+        """
+        if self.uses_managed_identity:
+            return
+        missing = [
+            key
+            for key, value in (
+                ("tenantId", self.tenant_id),
+                ("aadClientId", self.client_id),
+                ("aadClientSecret", self.client_secret),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"the cloud config has no {', '.join(missing)}: a service principal needs "
+                "tenantId, aadClientId and aadClientSecret (or set useManagedIdentityExtension)"
+            )
+
     def credential(self, *, authority: str | None = None, **options: Any) -> Any:
         """The azure-identity *aio* credential the file describes (close it when done).
 
@@ -70,23 +94,10 @@ class CloudConfig:
         """
         from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
 
+        self.check()
         if self.uses_managed_identity:
             return ManagedIdentityCredential(
                 client_id=self.user_assigned_identity_id or None, **options
-            )
-        missing = [
-            key
-            for key, value in (
-                ("tenantId", self.tenant_id),
-                ("aadClientId", self.client_id),
-                ("aadClientSecret", self.client_secret),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigError(
-                f"the cloud config has no {', '.join(missing)}: a service principal needs "
-                "tenantId, aadClientId and aadClientSecret (or set useManagedIdentityExtension)"
             )
         if authority is not None:
             options["authority"] = authority

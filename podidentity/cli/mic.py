@@ -235,15 +235,23 @@ def mic(
     Every option can be set in the environment as PODIDENTITY_MIC_<OPTION>
     (PODIDENTITY_MIC_LEASE_NAMESPACE, ...).
     """
+    from podidentity.azure import cloud_named
     from podidentity.azure.cloudconfig import read_cloud_config
 
     config = None
     if cloud_config is not None:
         try:
             config = read_cloud_config(cloud_config)
+            if fields["mode"] == "standard":
+                config.check()
         except ConfigError as err:
             raise click.BadParameter(str(err), param_hint="'--cloud-config'") from err
     fields["cloud"] = cloud or (config.cloud if config is not None else "AzurePublicCloud")
+    try:
+        cloud_named(fields["cloud"])
+    except ConfigError as err:
+        hint = "'--cloud'" if cloud else "'--cloud-config'"
+        raise click.BadParameter(str(err), param_hint=hint) from err
     if fields["lease_namespace"] is None:
         fields["lease_namespace"] = _default_lease_namespace(kubeconfig)
     settings = _settings(fields)
