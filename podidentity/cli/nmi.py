@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 
 from podidentity.cli._run import StopSignal, run_until_stopped
@@ -259,25 +260,21 @@ def nmi(
         settings = TokenProxySettings(**fields)
     except ConfigError as err:
         raise click.UsageError(str(err)) from err
+    if port == 0 and use_iptables:
+        raise click.BadParameter("--iptables needs a fixed port", param_hint="'--port'")
     try:
+        # Checked now; the port is filled in once the proxy listens (--port 0 picks one).
         rule = RedirectRule(
             target_host=iptables_target or listen_address,
-            target_port=port,
+            target_port=port or 2579,
             chain=iptables_chain,
             pod_cidrs=pod_cidrs,
             pod_interfaces=pod_interfaces,
         )
-        keeper = IptablesKeeper(rule, executable=iptables_command, interval=iptables_interval)
+        IptablesKeeper(rule, executable=iptables_command, interval=iptables_interval)
     except ConfigError as err:
         hint = "'--iptables-target'" if iptables_target else "'--listen-address'"
         raise click.BadParameter(str(err), param_hint=hint) from err
-    if port == 0 and use_iptables:
-        raise click.BadParameter("--iptables needs a fixed port", param_hint="'--port'")
-    if not use_iptables:
-        click.echo(
-            "# Without --iptables, install the redirect of pods' IMDS traffic yourself:\n"
-            + rule.script(iptables_command)
-        )
 
     async def program(stop: StopSignal) -> None:
         from podidentity.kube import load_api_client
@@ -308,10 +305,18 @@ def nmi(
                 server.url,
                 server.probe_url,
             )
+            rule_here = attrs.evolve(rule, target_port=server.port)
             try:
                 if use_iptables:
+                    keeper = IptablesKeeper(
+                        rule_here, executable=iptables_command, interval=iptables_interval
+                    )
                     await _keep_rules(keeper, stopped)
                 else:
+                    click.echo(
+                        "# Without --iptables, install the redirect of pods' IMDS traffic "
+                        "yourself:\n" + rule_here.script(iptables_command)
+                    )
                     await stopped.wait()
             finally:
                 await server.stop()
