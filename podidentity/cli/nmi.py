@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Any
@@ -306,6 +307,12 @@ def nmi(
                 server.probe_url,
             )
             rule_here = attrs.evolve(rule, target_port=server.port)
+            if ipaddress.IPv4Address(rule_here.target_host).is_loopback:
+                logger.warning(
+                    "the redirect's target %s is a loopback address: pods reach it only with "
+                    "net.ipv4.conf.<pod interface>.route_localnet=1 (or listen on the node's IP)",
+                    rule_here.target_host,
+                )
             try:
                 if use_iptables:
                     keeper = IptablesKeeper(

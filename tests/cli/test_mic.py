@@ -207,6 +207,8 @@ def test_mic_takes_its_credential_from_an_aks_cloud_config(
     )
     env = base_env(**world.environ())
     command = run(
+        "--log-format",
+        "json",
         "mic",
         "--kubeconfig",
         str(world.kube.kubeconfig_path),
@@ -225,6 +227,10 @@ def test_mic_takes_its_credential_from_an_aks_cloud_config(
     assert identity.resource_id.lower() in on_scale_set(world)
     assert command.terminate(signal.SIGINT) == 0
     assert app.secret not in command.stdout + command.stderr
+    # --log-format json: every line of the log is one JSON object.
+    logged = [json.loads(line) for line in command.stderr.splitlines()]
+    assert {"level": "INFO", "logger": "podidentity.cli.mic"}.items() <= logged[-1].items()
+    assert logged[-1]["message"] == "controller stopped"
 
 
 def test_two_replicas_elect_one_leader_and_hand_over_on_sigterm(
