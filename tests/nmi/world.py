@@ -111,8 +111,17 @@ class NmiWorld:
         return managed, model
 
     def put_on_node(self, managed: ManagedIdentity, node: str) -> None:
-        """What the reconciler's ARM PATCH does: the identity goes on the node's machine."""
-        self.sandbox.azure.world.assign_identities(self.sandbox.node(node).compute, [managed])
+        """What the reconciler's ARM PATCH does: the identity goes on the node's machine.
+
+        The assignment is dated one propagation window back, so IMDS serves it at once: these
+        tests are about the proxy, not about waiting out IMDS's lag (tests/azure covers that).
+        """
+        azure = self.sandbox.azure
+        azure.world.assign_identities(
+            self.sandbox.node(node).compute,
+            [managed],
+            assigned_at=azure.world.clock() - azure.imds_service.identity_delay,
+        )
 
     def service_principal(
         self, name: str, *, namespace: str = "default", certificate: bool = False

@@ -733,11 +733,21 @@ class AzureWorld:
         self,
         compute: ComputeResource,
         identities: Iterable[ManagedIdentity],
+        *,
+        assigned_at: float | None = None,
     ) -> ComputeResource:
-        """Put user-assigned identities on a VM or scale set, as an ARM PATCH would."""
+        """Put user-assigned identities on a VM or scale set, as an ARM PATCH would.
+
+        Args:
+            compute: the VM or scale set.
+            identities: the identities to add.
+            assigned_at: when (world clock) the assignment happened; now by default. An earlier
+                time stands for an identity assigned long ago, which IMDS already serves (its
+                propagation window has passed).
+        """
         with self._lock:
             live = self._live(compute)
-            self._assign(live, identities)
+            self._assign(live, identities, assigned_at)
             return live.snapshot()
 
     def unassign_identities(
