@@ -20,7 +20,7 @@ from podidentity.testing import Sandbox
 GROUP_VERSION = "aadpodidentity.k8s.io/v1"
 
 
-def eventually(check: Callable[[], Any], within: float = 60.0) -> Any:
+def eventually(check: Callable[[], Any], within: float = 120.0) -> Any:
     """Poll ``check`` until it returns something truthy; the bound only turns a hang into a
     failure (nothing is asserted about time)."""
     deadline = time.monotonic() + within
@@ -60,7 +60,7 @@ class Command:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
-    def wait_for(self, pattern: str, within: float = 60.0) -> re.Match[str]:
+    def wait_for(self, pattern: str, within: float = 120.0) -> re.Match[str]:
         """The first match of ``pattern`` in stderr (the log), once it appears."""
 
         def found() -> re.Match[str] | None:

@@ -141,6 +141,7 @@ def test_cloud_config_problems_name_the_file(tmp_path: Path) -> None:
 # -- the command running against a sandbox ---------------------------------------------------
 
 
+@pytest.mark.timeout(300)  # child processes start slowly on a loaded machine
 def test_mic_assigns_serves_probes_and_releases_the_lease_on_sigterm(
     world: Sandbox, run: Callable[..., Command]
 ) -> None:
@@ -186,6 +187,7 @@ def test_mic_assigns_serves_probes_and_releases_the_lease_on_sigterm(
     assert "Traceback" not in output
 
 
+@pytest.mark.timeout(300)  # child processes start slowly on a loaded machine
 def test_mic_takes_its_credential_from_an_aks_cloud_config(
     world: Sandbox, run: Callable[..., Command], tmp_path: Path
 ) -> None:
@@ -233,6 +235,7 @@ def test_mic_takes_its_credential_from_an_aks_cloud_config(
     assert logged[-1]["message"] == "controller stopped"
 
 
+@pytest.mark.timeout(300)  # child processes start slowly on a loaded machine
 def test_two_replicas_elect_one_leader_and_hand_over_on_sigterm(
     world: Sandbox, run: Callable[..., Command]
 ) -> None:

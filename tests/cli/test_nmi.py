@@ -122,72 +122,71 @@ def test_the_node_comes_from_the_downward_api_variable(variable: str) -> None:
 # -- the command serving tokens --------------------------------------------------------------
 
 
+@pytest.mark.timeout(300)  # child processes start slowly on a loaded machine
 def test_nmi_serves_its_bound_pod_and_refuses_others(
-    run: Callable[..., Command],
+    world: Sandbox, run: Callable[..., Command]
 ) -> None:
-    with Sandbox(operation_duration=0, propagation_delay=0) as world:
-        world.add_node_pool("pool", count=1)
-        identity = world.azure.world.add_managed_identity("web-id")
-        world.kube.create(identity_manifest("web-id", identity.resource_id, identity.client_id))
-        world.kube.create(binding_manifest("web-binding", "web-id", "web"))
-        world.kube.create(pod_manifest("web", aadpodidbinding="web"))
-        world.kube.create(pod_manifest("other", app="other"))
-        world.start_controller(FAST)
-        eventually(lambda: assigned_states(world) == {"web-default-web-id": "Assigned"})
-        web, other = running_pod(world, "web"), running_pod(world, "other")
-        node = web["spec"]["nodeName"]
-        assert other["spec"]["nodeName"] == node
+    identity = world.azure.world.add_managed_identity("web-id")
+    world.kube.create(identity_manifest("web-id", identity.resource_id, identity.client_id))
+    world.kube.create(binding_manifest("web-binding", "web-id", "web"))
+    world.kube.create(pod_manifest("web", aadpodidbinding="web"))
+    world.kube.create(pod_manifest("other", app="other"))
+    world.start_controller(FAST)
+    eventually(lambda: assigned_states(world) == {"web-default-web-id": "Assigned"})
+    web, other = running_pod(world, "web"), running_pod(world, "other")
+    node = web["spec"]["nodeName"]
+    assert other["spec"]["nodeName"] == node
 
-        env = base_env(NODE_NAME=node)
-        command = run(
-            "nmi",
-            "--kubeconfig",
-            str(world.kube.kubeconfig_path),
-            "--imds-url",
-            world.imds_url(node),
-            "--port",
-            "0",
-            "--probe-port",
-            "0",
-            "--pending-timeout",
-            "1",
-            env=env,
-            name="nmi",
-        )
-        tokens, probes = command.wait_for(ENDPOINTS).groups()
-        eventually(lambda: httpx.get(f"{probes}/readyz").status_code == 200)
+    env = base_env(NODE_NAME=node)
+    command = run(
+        "nmi",
+        "--kubeconfig",
+        str(world.kube.kubeconfig_path),
+        "--imds-url",
+        world.imds_url(node),
+        "--port",
+        "0",
+        "--probe-port",
+        "0",
+        "--pending-timeout",
+        "1",
+        env=env,
+        name="nmi",
+    )
+    tokens, probes = command.wait_for(ENDPOINTS).groups()
+    eventually(lambda: httpx.get(f"{probes}/readyz").status_code == 200)
 
-        answer = token_request(tokens, web["status"]["podIP"])
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
-        assert body["client_id"] == identity.client_id
-        assert world.azure.verify_access_token(body["access_token"], "https://vault.azure.net")
+    answer = token_request(tokens, web["status"]["podIP"])
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["client_id"] == identity.client_id
+    assert world.azure.verify_access_token(body["access_token"], "https://vault.azure.net")
 
-        # A pod without a binding gets no token: after --pending-timeout, "not ready" (its
-        # assignment might have been in flight); an address that is no pod, 403.
-        pending = token_request(tokens, other["status"]["podIP"])
-        assert pending.status_code == 404, pending.text
-        assert pending.json()["error"] == "identity_not_ready"
-        stranger = token_request(tokens, "127.0.0.99")
-        assert stranger.status_code == 403, stranger.text
-        assert "access_token" not in pending.text + stranger.text
+    # A pod without a binding gets no token: after --pending-timeout, "not ready" (its
+    # assignment might have been in flight); an address that is no pod, 403.
+    pending = token_request(tokens, other["status"]["podIP"])
+    assert pending.status_code == 404, pending.text
+    assert pending.json()["error"] == "identity_not_ready"
+    stranger = token_request(tokens, "127.0.0.99")
+    assert stranger.status_code == 403, stranger.text
+    assert "access_token" not in pending.text + stranger.text
 
-        metrics = httpx.get(f"{probes}/metrics").text
-        assert 'podidentity_nmi_requests_total{route="token",status="200"} 1.0' in metrics
-        assert 'podidentity_nmi_requests_total{route="token",status="403"} 1.0' in metrics
-        assert 'podidentity_nmi_requests_total{route="token",status="404"} 1.0' in metrics
-        assert httpx.get(f"{probes}/healthz").status_code == 200
+    metrics = httpx.get(f"{probes}/metrics").text
+    assert 'podidentity_nmi_requests_total{route="token",status="200"} 1.0' in metrics
+    assert 'podidentity_nmi_requests_total{route="token",status="403"} 1.0' in metrics
+    assert 'podidentity_nmi_requests_total{route="token",status="404"} 1.0' in metrics
+    assert httpx.get(f"{probes}/healthz").status_code == 200
 
-        assert command.terminate(signal.SIGTERM) == 0
-        output = command.stdout + command.stderr
-        assert body["access_token"] not in output
-        assert "eyJ" not in output
-        assert "Traceback" not in output
-        assert f"token proxy for node {node} stopped" in command.stderr
-        # Without --iptables the rules to install were printed, for the port it listened on.
-        assert "iptables -t nat -N podidentity-nmi" in command.stdout
-        port = tokens.rsplit(":", 1)[1]
-        assert f"-j DNAT --to-destination 127.0.0.1:{port}" in command.stdout
+    assert command.terminate(signal.SIGTERM) == 0
+    output = command.stdout + command.stderr
+    assert body["access_token"] not in output
+    assert "eyJ" not in output
+    assert "Traceback" not in output
+    assert f"token proxy for node {node} stopped" in command.stderr
+    # Without --iptables the rules to install were printed, for the port it listened on.
+    assert "iptables -t nat -N podidentity-nmi" in command.stdout
+    port = tokens.rsplit(":", 1)[1]
+    assert f"-j DNAT --to-destination 127.0.0.1:{port}" in command.stdout
 
 
 # -- --iptables, with a fake iptables program ------------------------------------------------
@@ -227,6 +226,7 @@ def iptables(env: dict[str, str], *args: str) -> None:
     subprocess.run(["iptables", *args], env={**os.environ, **env}, check=True)
 
 
+@pytest.mark.timeout(300)  # child processes start slowly on a loaded machine
 def test_iptables_installs_keeps_and_removes_the_redirect(
     cluster: KubeEmulator, fake_iptables: dict[str, str], run: Callable[..., Command]
 ) -> None:
@@ -287,6 +287,7 @@ def test_iptables_installs_keeps_and_removes_the_redirect(
     assert "Traceback" not in command.stderr
 
 
+@pytest.mark.timeout(300)  # child processes start slowly on a loaded machine
 def test_iptables_failing_at_start_is_a_clear_error(
     cluster: KubeEmulator, fake_iptables: dict[str, str], run: Callable[..., Command]
 ) -> None:
