@@ -343,3 +343,9 @@ def _credential(config: Any, authority: str | None) -> Any:
     if authority is not None:
         options["authority"] = authority
     return DefaultAzureCredential(**options)
+
+
+# --help names each option's environment variable (click derives it from the parameter's name).
+for _param in mic.params:
+    if isinstance(_param, click.Option):
+        _param.show_envvar = True

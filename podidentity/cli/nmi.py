@@ -353,3 +353,9 @@ async def _keep_rules(keeper: Any, stopped: asyncio.Event) -> None:
             await keeper.remove()
         except PodIdentityError as err:
             logger.error("iptables: could not remove the redirect: %s", err)
+
+
+# --help names each option's environment variable (click derives it from the parameter's name).
+for _param in nmi.params:
+    if isinstance(_param, click.Option):
+        _param.show_envvar = True

@@ -109,6 +109,19 @@ def test_bad_options_are_usage_errors_without_traceback(args: list[str], message
     assert "Traceback" not in result.output
 
 
+def test_repeatable_and_flag_options_from_the_environment() -> None:
+    base = {"NODE_NAME": "node-0", "KUBERNETES_SERVICE_HOST": None}
+    cidrs = CliRunner().invoke(
+        main, ["nmi"], env={**base, "PODIDENTITY_NMI_POD_CIDRS": "10.0.0.0/8 x"}
+    )
+    assert cidrs.exit_code == 2
+    assert "pod CIDR 'x' is not an IPv4 network" in cidrs.output
+    flag = {**base, "PODIDENTITY_NMI_USE_IPTABLES": "true", "PODIDENTITY_NMI_PORT": "0"}
+    iptables = CliRunner().invoke(main, ["nmi"], env=flag)
+    assert iptables.exit_code == 2
+    assert "--iptables needs a fixed port" in iptables.output
+
+
 @pytest.mark.parametrize("variable", ["NODE_NAME", "PODIDENTITY_NMI_NODE"])
 def test_the_node_comes_from_the_downward_api_variable(variable: str) -> None:
     env = {variable: "aks-nodepool1-0", "PODIDENTITY_NMI_KUBECONFIG": "/nonexistent/kc"}
