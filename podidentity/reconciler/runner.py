@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,10 +119,12 @@ class ControllerRunner:
                 await self._arm.aclose()
 
     async def _serve_probes(self, port: int) -> None:
+        # Bound here, not by uvicorn: its bind failure is a sys.exit(), ours an OSError.
+        family = socket.AF_INET6 if ":" in self.probe_host else socket.AF_INET
+        sock = socket.create_server((self.probe_host, port), family=family)
+        sock.setblocking(False)
         config = uvicorn.Config(
             probe_app(self.controller),
-            host=self.probe_host,
-            port=port,
             lifespan="off",
             interface="asgi3",
             proxy_headers=False,
@@ -132,13 +135,13 @@ class ControllerRunner:
         )
         server = _Server(config)
         self._probes = server
-        self._probe_task = asyncio.ensure_future(server.serve())
+        self._probe_task = asyncio.ensure_future(server.serve(sockets=[sock]))
         while not server.started:
             if self._probe_task.done():
-                self._probe_task.result()  # a bind error raises here
+                sock.close()
                 raise OSError(f"the probe server on {self.probe_host}:{port} did not start")
             await asyncio.sleep(0.005)
-        bound = server.servers[0].sockets[0].getsockname()
+        bound = sock.getsockname()
         host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         self.probe_url = f"http://{host}:{bound[1]}"
         _log.info("probes and metrics on %s (/healthz, /readyz, /metrics)", self.probe_url)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,40 @@ def test_two_replicas_elect_one_leader_and_hand_over_on_sigterm(
 
 def leaders_of(url: str) -> float | None:
     return metric(httpx.get(f"{url}/metrics").text, "podidentity_leader")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"KUBECONFIG": "/nonexistent/from-kubeconfig-variable"},
+            "kubeconfig '/nonexistent/from-kubeconfig-variable' does not exist",
+        ),
+        (
+            {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"},
+            "cannot load Kubernetes configuration from the in-cluster service account",
+        ),
+    ],
+    ids=["KUBECONFIG", "in-cluster"],
+)
+def test_where_the_cluster_comes_from_without_kubeconfig(env: dict[str, str], message: str) -> None:
+    cleared: dict[str, str | None] = {"KUBECONFIG": None, "KUBERNETES_SERVICE_HOST": None}
+    result = CliRunner().invoke(main, ["mic", "--mode", "managed"], env={**cleared, **env})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_taken_probe_port_is_a_clear_error() -> None:
+    from podidentity.testing import KubeEmulator
+
+    with KubeEmulator() as kube, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["mic", "--kubeconfig", str(kube.kubeconfig_path), "--mode", "managed"]
+        args += ["--probe-address", "127.0.0.1", "--probe-port", str(port)]
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert f"cannot serve probes on 127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output

@@ -325,3 +325,17 @@ def test_iptables_failing_at_start_is_a_clear_error(
     assert "Permission denied (you must be root)" in command.stderr
     assert "NET_ADMIN" in command.stderr
     assert "Traceback" not in command.stderr
+
+
+def test_a_taken_port_is_a_clear_error(cluster: KubeEmulator) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["nmi", "--node", "node-0", "--kubeconfig", str(cluster.kubeconfig_path)]
+        args += ["--port", str(port), "--probe-port", "0"]
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "cannot listen" in result.output
+    assert "Address already in use" in result.output
+    assert "Traceback" not in result.output
