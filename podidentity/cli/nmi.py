@@ -25,6 +25,12 @@ __all__ = ["nmi"]
 logger = logging.getLogger(__name__)
 
 
+_LOOPBACK_NOTE = (
+    "The DNAT target is a loopback address: pods reach it only with "
+    "net.ipv4.conf.<pod interface>.route_localnet=1 (or listen on the node's IP)."
+)
+
+
 def _label(value: str) -> tuple[str, str]:
     key, equals, label = value.partition("=")
     if not equals or not key:
@@ -263,19 +269,27 @@ def nmi(
         raise click.UsageError(str(err)) from err
     if port == 0 and use_iptables:
         raise click.BadParameter("--iptables needs a fixed port", param_hint="'--port'")
+    # Checked now; the port is filled in once the proxy listens (--port 0 picks one).
+    rule_options: dict[str, Any] = {
+        "target_port": port or 2579,
+        "chain": iptables_chain,
+        "pod_cidrs": pod_cidrs,
+        "pod_interfaces": pod_interfaces,
+    }
     try:
-        # Checked now; the port is filled in once the proxy listens (--port 0 picks one).
-        rule = RedirectRule(
-            target_host=iptables_target or listen_address,
-            target_port=port or 2579,
-            chain=iptables_chain,
-            pod_cidrs=pod_cidrs,
-            pod_interfaces=pod_interfaces,
-        )
-        IptablesKeeper(rule, executable=iptables_command, interval=iptables_interval)
+        checked = RedirectRule(target_host="127.0.0.1", **rule_options)
+        IptablesKeeper(checked, executable=iptables_command, interval=iptables_interval)
     except ConfigError as err:
-        hint = "'--iptables-target'" if iptables_target else "'--listen-address'"
-        raise click.BadParameter(str(err), param_hint=hint) from err
+        raise click.UsageError(str(err)) from err
+    rule: RedirectRule | None = None
+    try:
+        rule = RedirectRule(target_host=iptables_target or listen_address, **rule_options)
+    except ConfigError as err:
+        if use_iptables or iptables_target:
+            hint = "'--iptables-target'" if iptables_target else "'--listen-address'"
+            raise click.BadParameter(str(err), param_hint=hint) from err
+        # Listening on 0.0.0.0 or IPv6 is fine; only the rule to print needs a target.
+        rule_problem = str(err)
 
     async def program(stop: StopSignal) -> None:
         from podidentity.kube import load_api_client
@@ -306,23 +320,27 @@ def nmi(
                 server.url,
                 server.probe_url,
             )
-            rule_here = attrs.evolve(rule, target_port=server.port)
-            if ipaddress.IPv4Address(rule_here.target_host).is_loopback:
-                logger.warning(
-                    "the redirect's target %s is a loopback address: pods reach it only with "
-                    "net.ipv4.conf.<pod interface>.route_localnet=1 (or listen on the node's IP)",
-                    rule_here.target_host,
-                )
             try:
+                if rule is None:
+                    click.echo(
+                        f"# No redirect rule to print: {rule_problem}; give --iptables-target."
+                    )
+                    await stopped.wait()
+                    return
+                rule_here = attrs.evolve(rule, target_port=server.port)
+                loopback = ipaddress.IPv4Address(rule_here.target_host).is_loopback
                 if use_iptables:
+                    if loopback:
+                        logger.warning("%s", _LOOPBACK_NOTE)
                     keeper = IptablesKeeper(
                         rule_here, executable=iptables_command, interval=iptables_interval
                     )
                     await _keep_rules(keeper, stopped)
                 else:
+                    note = f"# {_LOOPBACK_NOTE}\n" if loopback else ""
                     click.echo(
                         "# Without --iptables, install the redirect of pods' IMDS traffic "
-                        "yourself:\n" + rule_here.script(iptables_command)
+                        f"yourself:\n{note}" + rule_here.script(iptables_command)
                     )
                     await stopped.wait()
             finally:

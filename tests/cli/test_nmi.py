@@ -94,7 +94,7 @@ def test_every_token_proxy_setting_is_an_option() -> None:
         ([], "Missing option '--node'"),
         (["--node", "n", "--kubeconfig", "/nonexistent/kc"], "kubeconfig '/nonexistent/kc' does"),
         (["--node", "n", "--iptables-target", "0.0.0.0"], "cannot be 0.0.0.0"),  # noqa: S104
-        (["--node", "n", "--listen-address", "::1"], "'::1' is not an IPv4 address"),
+        (["--node", "n", "--iptables", "--listen-address", "::1"], "is not an IPv4 address"),
         (["--node", "n", "--pod-cidr", "10.244.0.0/33"], "is not an IPv4 network"),
         (["--node", "n", "--controller-label", "novalue"], "give KEY=VALUE"),
         (["--node", "n", "--cache-size", "0"], "Invalid value for '--cache-size'"),
@@ -333,7 +333,8 @@ def test_a_taken_port_is_a_clear_error(cluster: KubeEmulator) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         args = ["nmi", "--node", "node-0", "--kubeconfig", str(cluster.kubeconfig_path)]
-        args += ["--port", str(port), "--probe-port", "0"]
+        # 0.0.0.0 is a fine listen address without --iptables (it got as far as binding).
+        args += ["--listen-address", "0.0.0.0", "--port", str(port), "--probe-port", "0"]  # noqa: S104
         result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
     assert "cannot listen" in result.output
