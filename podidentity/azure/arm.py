@@ -151,7 +151,11 @@ class IdentityChangeResult:
 
 
 Observer = Callable[[str, int, str, float], None]
-"""Called after each ARM request: ``(operation, status, error code or "", seconds)``."""
+"""Called after each ARM request: ``(operation, status, error code or "", seconds)``.
+
+``operation`` is ``get``, ``patch`` or ``poll`` for one request, and ``operation`` once a
+long-running write ends: seconds since ARM accepted it, and the code it failed with if it did.
+"""
 
 
 class ArmClient:
@@ -351,7 +355,8 @@ class ArmClient:
             return _read_identities(machine, response.json()) if response.content else None
         if not async_url and not location:
             return None  # 202/204 without a way to follow: accepted, nothing more to learn
-        deadline = self._clock() + self.operation_timeout
+        accepted = self._clock()
+        deadline = accepted + self.operation_timeout
         current = response
         while True:
             await self._sleep(_retry_after(current.headers) or self.poll_interval)
@@ -365,12 +370,18 @@ class ArmClient:
                 if status not in _TERMINAL:
                     continue
                 if status == "succeeded":
+                    self._observe("operation", current.status_code, "", accepted)
                     return None
-                raise _operation_error(current.json(), machine)
+                # A failed operation is a 200 poll: observed on its own, by its error code, or
+                # the error metrics would never see writes that ARM accepted and then failed.
+                error = _operation_error(current.json(), machine)
+                self._observe("operation", current.status_code, error.code, accepted)
+                raise error
             assert location is not None
             current = await self._request("GET", location, operation="poll", absolute=True)
             if current.status_code == 202:
                 continue
+            self._observe("operation", current.status_code, "", accepted)
             if current.content:
                 return _read_identities(machine, current.json())
             return None

@@ -487,7 +487,10 @@ class Snapshot:
     def state_counts(self) -> dict[str, int]:
         """How many records are in each status (``""``: none yet)."""
         counts: Counter[str] = Counter()
-        for view in self._assigned.values():
+        # Read from other threads too (a metrics scrape, an embedding program): list() copies
+        # the values in one step under the GIL, where iterating the live dict could see it
+        # change size mid-way.
+        for view in list(self._assigned.values()):
             counts[view.state.value if view.state is not None else ""] += 1
         return dict(counts)
 

@@ -97,6 +97,30 @@ def test_arm_throttling_and_server_errors(world: Sandbox) -> None:
     check_invariants(world, controller)
 
 
+def test_an_arm_operation_that_fails_after_it_was_accepted(world: Sandbox) -> None:
+    identity = setup_seed(world)
+    # The PATCH is accepted (200, Updating); only polling its operation shows it Failed, and
+    # the scale set is left as it was. The controller must not take acceptance for success.
+    world.azure.arm.service.fail_next_operation("InternalExecutionError")
+    controller = started(world)
+    world.kube.create(pod_manifest("a", aadpodidbinding="web"))
+    eventually(lambda: all_assigned(world, "default/a-default-web-id"))
+    assert identity.resource_id.lower() in on_scale_set(world, pool_of(world))
+    patches = world.azure.arm.log.find(method="PATCH", path="virtualMachineScaleSets")
+    assert len(patches) >= 2, "the failed write was not retried"
+    failures = [
+        sample
+        for metric in controller.metrics.registry.collect()
+        if metric.name == "podidentity_arm_errors"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.value
+    ]
+    assert [(f.labels, f.value) for f in failures] == [
+        ({"operation": "operation", "code": "InternalExecutionError"}, 1.0)
+    ]
+    check_invariants(world, controller)
+
+
 def test_an_identity_arm_refuses_does_not_block_the_others(world: Sandbox) -> None:
     setup_seed(world)
     bad = world.azure.world.add_managed_identity("bad-id")

@@ -63,8 +63,12 @@ def _transport(settings: FetchSettings) -> AioHttpTransport:
         context = ssl.create_default_context(cafile=verify)
     elif isinstance(verify, ssl.SSLContext):
         context = verify
+    elif verify:
+        # Built now, not aiohttp's context from import time: the default verify paths (and
+        # SSL_CERT_FILE) are read when the context is made, as the sync client reads them.
+        context = ssl.create_default_context()
     else:
-        context = bool(verify)
+        context = False
     cert = settings.client_kwargs.get("connection_cert")
     if cert is not None:
         context = context if isinstance(context, ssl.SSLContext) else ssl.create_default_context()
