@@ -13,11 +13,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from podidentity.testing import Sandbox
 
 GROUP_VERSION = "aadpodidentity.k8s.io/v1"
+PROBES = re.compile(r"probes and metrics on (http://\S+) ")
+ENDPOINTS = r"tokens on (http://[^,\s]+), probes and metrics on (http://\S+)"
+TOKEN_PATH = "/metadata/identity/oauth2/token"
+QUERY = {"api-version": "2018-02-01", "resource": "https://vault.azure.net"}
 
 
 def eventually(check: Callable[[], Any], within: float = 120.0) -> Any:
@@ -156,3 +161,28 @@ def assigned_states(world: Sandbox) -> dict[str, str]:
         o["metadata"]["name"]: (o.get("status") or {}).get("status", "")
         for o in world.kube.list("azureassignedidentities", namespace="default")
     }
+
+
+def controller_principal(world: Sandbox) -> Any:
+    """A service principal with the roles the controller needs (docs/reconciler.md)."""
+    app = world.azure.world.add_service_principal("podidentity-mic")
+    world.azure.world.grant_role(app, world.node_resource_group_id, "Virtual Machine Contributor")
+    world.azure.world.add_resource_group("podidentity")
+    world.azure.world.grant_role(app, world.identity_resource_group_id, "Managed Identity Operator")
+    return app
+
+
+def running_pod(world: Sandbox, name: str) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        pod: dict[str, Any] = world.kube.get("pods", name, namespace="default")
+        return pod if pod.get("status", {}).get("podIP") and pod["spec"].get("nodeName") else None
+
+    found: dict[str, Any] = eventually(ready)
+    return found
+
+
+def token_request(url: str, source_ip: str) -> httpx.Response:
+    """A pod's IMDS request, sent from its own address."""
+    transport = httpx.HTTPTransport(local_address=source_ip)
+    with httpx.Client(transport=transport, timeout=60) as client:
+        return client.get(f"{url}{TOKEN_PATH}", params=QUERY, headers={"Metadata": "true"})

@@ -13,16 +13,19 @@ import pytest
 
 from podidentity.testing import Sandbox
 from tests.cli.conftest import (
+    ENDPOINTS,
+    PROBES,
     Command,
     assigned_states,
     base_env,
     binding_manifest,
+    controller_principal,
     eventually,
     identity_manifest,
     pod_manifest,
+    running_pod,
+    token_request,
 )
-from tests.cli.test_mic import PROBES, controller_principal
-from tests.cli.test_nmi import ENDPOINTS, running_pod, token_request
 
 
 @pytest.mark.timeout(300)  # child processes start slowly on a loaded machine

@@ -25,26 +25,18 @@ from podidentity.cli.mic import mic
 from podidentity.reconciler import ControllerSettings
 from podidentity.testing import Sandbox
 from tests.cli.conftest import (
+    PROBES,
     Command,
     assigned_states,
     base_env,
     binding_manifest,
+    controller_principal,
     eventually,
     identity_manifest,
     pod_manifest,
 )
 
 FAST = ["--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.2"]
-PROBES = re.compile(r"probes and metrics on (http://\S+) ")
-
-
-def controller_principal(world: Sandbox) -> Any:
-    """A service principal with the roles the controller needs (docs/reconciler.md)."""
-    app = world.azure.world.add_service_principal("podidentity-mic")
-    world.azure.world.grant_role(app, world.node_resource_group_id, "Virtual Machine Contributor")
-    world.azure.world.add_resource_group("podidentity")
-    world.azure.world.grant_role(app, world.identity_resource_group_id, "Managed Identity Operator")
-    return app
 
 
 def seed(world: Sandbox, pod: str = "web") -> Any:

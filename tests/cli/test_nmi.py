@@ -16,7 +16,6 @@ import stat
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 import httpx
@@ -29,6 +28,7 @@ from podidentity.nmi import TokenProxySettings
 from podidentity.reconciler import ControllerSettings
 from podidentity.testing import KubeEmulator, Sandbox
 from tests.cli.conftest import (
+    ENDPOINTS,
     Command,
     assigned_states,
     base_env,
@@ -36,31 +36,14 @@ from tests.cli.conftest import (
     eventually,
     identity_manifest,
     pod_manifest,
+    running_pod,
+    token_request,
 )
 
-ENDPOINTS = r"tokens on (http://[^,\s]+), probes and metrics on (http://\S+)"
-TOKEN_PATH = "/metadata/identity/oauth2/token"
-QUERY = {"api-version": "2018-02-01", "resource": "https://vault.azure.net"}
 FAST = ControllerSettings(
     lease_duration=3, renew_deadline=2, retry_period=0.2, resync_interval=2, retry_max_delay=2
 )
 FAKE_IPTABLES = Path(__file__).with_name("fake_iptables.py")
-
-
-def running_pod(world: Sandbox, name: str) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        pod: dict[str, Any] = world.kube.get("pods", name, namespace="default")
-        return pod if pod.get("status", {}).get("podIP") and pod["spec"].get("nodeName") else None
-
-    found: dict[str, Any] = eventually(ready)
-    return found
-
-
-def token_request(url: str, source_ip: str) -> httpx.Response:
-    """A pod's IMDS request, sent from its own address."""
-    transport = httpx.HTTPTransport(local_address=source_ip)
-    with httpx.Client(transport=transport, timeout=60) as client:
-        return client.get(f"{url}{TOKEN_PATH}", params=QUERY, headers={"Metadata": "true"})
 
 
 def free_port() -> int:
