@@ -87,12 +87,27 @@ class Backoff:
     cap: float = 5.0
     attempts: int = 8
 
-    def wait(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        """The wait before try ``attempt + 1`` (``attempt`` counts from 0)."""
+    def wait(
+        self,
+        attempt: int,
+        rng: Callable[[], float] = random.random,
+        *,
+        cap: float | None = None,
+    ) -> float:
+        """The wait before try ``attempt + 1`` (``attempt`` counts from 0).
+
+        ``cap`` replaces :attr:`base` and :attr:`cap` for one steady, jittered interval.
+        """
+        if cap is not None:
+            return float(cap * (0.5 + rng() / 2))
         return float(rng() * min(self.cap, self.base * 2.0**attempt))
 
 
 _RETRYABLE = (AzureThrottledError, AzureUnavailableError, IdentityNotAssignedError)
+
+PROPAGATION_POLL = 0.3
+"""Seconds (0.15 to 0.3 with jitter) between asks while IMDS has not caught up with an
+assignment: at most a few requests a second per identity, against IMDS's 20 a second per node."""
 
 
 async def retry_within(
@@ -108,14 +123,25 @@ async def retry_within(
     Retried: :class:`~podidentity.errors.AzureThrottledError` (waiting at least its
     ``retry_after``), :class:`~podidentity.errors.AzureUnavailableError` and
     :class:`~podidentity.errors.IdentityNotAssignedError` (IMDS has not caught up with an
-    assignment yet). Anything else, or a failure whose next try could not start before
-    ``deadline`` (a ``clock()`` value), is raised as it is, keeping its meaning.
+    assignment yet; asked again every :data:`PROPAGATION_POLL` seconds or less, until the
+    deadline, whatever ``backoff.attempts`` says). Anything else, or a failure whose next try
+    could not start before ``deadline`` (a ``clock()`` value), is raised as it is, keeping its
+    meaning.
     """
     attempt = 0
     while True:
         try:
             return await call()
         except _RETRYABLE as err:
+            if isinstance(err, IdentityNotAssignedError):
+                # IMDS learns about an assignment a few seconds after ARM completed it: poll at
+                # a short steady interval until the deadline, rather than backing off past
+                # the moment the identity is there (every waiting pod would wait that long).
+                wait = backoff.wait(0, cap=PROPAGATION_POLL)
+                if clock() + wait >= deadline:
+                    raise
+                await sleep(wait)
+                continue
             wait = backoff.wait(attempt)
             if isinstance(err, AzureThrottledError):
                 wait = max(wait, err.retry_after)

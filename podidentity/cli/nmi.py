@@ -179,6 +179,13 @@ def _label(value: str) -> tuple[str, str]:
     "app.kubernetes.io/component=podidentity-controller).",
 )
 @click.option(
+    "--cluster-wide-bindings/--no-cluster-wide-bindings",
+    default=False,
+    show_default=True,
+    help="Serve identities a controller running with --cluster-wide-bindings assigned from "
+    "bindings in other namespaces (migration only; set both or neither).",
+)
+@click.option(
     "--iptables/--no-iptables",
     "use_iptables",
     default=False,

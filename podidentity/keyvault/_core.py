@@ -72,7 +72,7 @@ PAGE_SIZE = 25
 class FetchSettings:
     """How the Key Vault helper talks to Key Vault.
 
-    Args:
+    Attributes:
         vault_suffix: the DNS suffix vault names are completed with (``vault.azure.net``;
             ``vault.azure.cn``, ``vault.usgovcloudapi.net`` in other clouds).
         concurrency: at most this many requests in flight at once (over all vaults).

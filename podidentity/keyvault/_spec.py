@@ -76,7 +76,7 @@ def check_output_name(name: str, *, obj: str, path: str = "alias") -> None:
 class VaultObject:
     """One object to read from Key Vault, and how to deliver it.
 
-    Args:
+    Attributes:
         vault: the vault's name (``orders-kv``) or URL (``https://orders-kv.vault.azure.net``);
             a name becomes ``https://<name>.<vault suffix>`` (see ``FetchSettings``).
         name: the object's name in the vault.

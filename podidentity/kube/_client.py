@@ -32,6 +32,7 @@ __all__ = ["KubeClient", "PatchType", "kube_error"]
 _log = logging.getLogger(__name__)
 
 PatchType = Literal["merge", "json", "strategic", "apply"]
+"""JSON merge patch, JSON patch, strategic merge patch (built-in kinds) or server-side apply."""
 _PATCH_CONTENT = {
     "merge": "application/merge-patch+json",
     "json": "application/json-patch+json",

@@ -57,16 +57,24 @@ class ApiResource:
 
 
 PODS = ApiResource("", "v1", "pods", "Pod")
+"""Core ``v1`` pods."""
 NODES = ApiResource("", "v1", "nodes", "Node", namespaced=False)
+"""Core ``v1`` nodes (cluster-scoped)."""
 EVENTS = ApiResource("", "v1", "events", "Event")
+"""Core ``v1`` events (what the controller writes)."""
 LEASES = ApiResource("coordination.k8s.io", "v1", "leases", "Lease")
+"""``coordination.k8s.io/v1`` leases (leader election)."""
 IDENTITIES = ApiResource("aadpodidentity.k8s.io", "v1", "azureidentities", "AzureIdentity")
+"""``AzureIdentity`` objects."""
 BINDINGS = ApiResource(
     "aadpodidentity.k8s.io", "v1", "azureidentitybindings", "AzureIdentityBinding"
 )
+"""``AzureIdentityBinding`` objects."""
 EXCEPTIONS = ApiResource(
     "aadpodidentity.k8s.io", "v1", "azurepodidentityexceptions", "AzurePodIdentityException"
 )
+"""``AzurePodIdentityException`` objects."""
 ASSIGNED_IDENTITIES = ApiResource(
     "aadpodidentity.k8s.io", "v1", "azureassignedidentities", "AzureAssignedIdentity"
 )
+"""``AzureAssignedIdentity`` objects."""

@@ -30,6 +30,7 @@ __all__ = ["EventType", "IndexFunc", "Informer", "InformerEvent", "object_key"]
 _log = logging.getLogger(__name__)
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+"""The type of an :class:`InformerEvent`, as in a watch event."""
 IndexFunc = Callable[[Mapping[str, Any]], Iterable[str]]
 """Maps an object to the values it is indexed under (none, one or several)."""
 

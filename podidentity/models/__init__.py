@@ -8,7 +8,8 @@ manifests with :func:`load_yaml`; write them with ``to_dict()``; change them wit
 from __future__ import annotations
 
 from podidentity.models._frozen import FrozenDict
-from podidentity.models._load import KINDS, Model, load_yaml, parse
+from podidentity.models._load import KINDS, Document, Model, load_documents, load_yaml, parse
+from podidentity.models._objects import ManifestObject, manifest_objects
 from podidentity.models._resource import API_VERSION, GROUP, VERSION
 from podidentity.models.assigned import (
     ASSIGNED_IDENTITY_FINALIZER,
@@ -19,6 +20,7 @@ from podidentity.models.assigned import (
     assigned_identity_name,
 )
 from podidentity.models.binding import BINDING_LABEL, AzureIdentityBinding
+from podidentity.models.convert import Change, convert_documents, is_pod_identity_object
 from podidentity.models.exception import AzurePodIdentityException, ExceptionStatus
 from podidentity.models.identity import (
     BEHAVIOR_ANNOTATION,
@@ -31,6 +33,7 @@ from podidentity.models.identity import (
 from podidentity.models.meta import ObjectMeta, OwnerReference
 from podidentity.models.problems import Problem, Severity
 from podidentity.models.selectors import LabelSelector, LabelSelectorRequirement, Operator
+from podidentity.models.validate import Finding, validate_documents
 
 __all__ = [
     "API_VERSION",
@@ -43,14 +46,18 @@ __all__ = [
     "AzurePodIdentityException",
     "BEHAVIOR_ANNOTATION",
     "BINDING_LABEL",
+    "Change",
     "DEFAULT_AD_ENDPOINT",
+    "Document",
     "ExceptionStatus",
+    "Finding",
     "FrozenDict",
     "GROUP",
     "IdentityType",
     "KINDS",
     "LabelSelector",
     "LabelSelectorRequirement",
+    "ManifestObject",
     "Model",
     "NODE_NAME_LABEL",
     "ObjectMeta",
@@ -62,6 +69,11 @@ __all__ = [
     "Severity",
     "VERSION",
     "assigned_identity_name",
+    "convert_documents",
+    "is_pod_identity_object",
+    "load_documents",
     "load_yaml",
+    "manifest_objects",
     "parse",
+    "validate_documents",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
+import attrs
 import yaml
 
 from podidentity.errors import ValidationError
@@ -15,7 +16,7 @@ from podidentity.models.binding import AzureIdentityBinding
 from podidentity.models.exception import AzurePodIdentityException
 from podidentity.models.identity import AzureIdentity
 
-__all__ = ["KINDS", "Model", "load_yaml", "parse"]
+__all__ = ["KINDS", "Document", "Model", "load_documents", "load_yaml", "parse"]
 
 Model: TypeAlias = (
     AzureIdentity | AzureIdentityBinding | AzureAssignedIdentity | AzurePodIdentityException
@@ -71,19 +72,38 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
-def load_yaml(text: str) -> list[Model | dict[str, Any]]:
-    """Load a multi-document manifest: models for our kinds, plain dicts for the rest.
+@attrs.frozen
+class Document:
+    """One non-empty document of a YAML stream, as YAML gave it.
 
-    Empty documents are skipped. Objects of other kinds (Secrets, Deployments, ...) come back
-    as the dicts YAML gave, so a manifest can be loaded, inspected and written back whole.
-    Objects of our API group must parse; a typo in a kind is an error, not a silent dict.
+    Attributes:
+        number: its position in the stream, counted from 1 with empty documents included
+            (what ``load_yaml``'s errors call ``document N``).
+        line: the line (from 1) where it starts.
+        data: the loaded value: usually a dict, but any YAML value a document can hold.
+    """
+
+    number: int
+    line: int
+    data: Any
+
+    @property
+    def where(self) -> str:
+        """``document N (line L)``, the prefix used in messages."""
+        return f"document {self.number} (line {self.line})"
+
+
+def load_documents(text: str) -> list[Document]:
+    """Load every non-empty document of a YAML stream without interpreting it.
+
+    The documents are the raw values (timestamps kept as text, as ``load_yaml`` does), so a
+    tool can look at how a manifest was *written* (legacy spellings, string types) before the
+    models read it.
 
     Raises:
-        ValidationError: invalid YAML, a document that is not an object, or an object of
-            our group that does not parse; the message gives the document number (from 1)
-            and its first line.
+        ValidationError: invalid YAML; the message names the document (counted from 1).
     """
-    found: list[Model | dict[str, Any]] = []
+    found: list[Document] = []
     loader = _Loader(text)
     number = 0
     try:
@@ -105,13 +125,31 @@ def load_yaml(text: str) -> list[Model | dict[str, Any]]:
             if data is None:
                 continue
             line = node.start_mark.line + 1 if node is not None else 0
-            where = f"document {number} (line {line})"
-            try:
-                found.append(_one(data))
-            except ValidationError as err:
-                raise err.within(f"{where}: {err.obj}" if err.obj else where) from err
+            found.append(Document(number, line, data))
     finally:
         loader.dispose()
+    return found
+
+
+def load_yaml(text: str) -> list[Model | dict[str, Any]]:
+    """Load a multi-document manifest: models for our kinds, plain dicts for the rest.
+
+    Empty documents are skipped. Objects of other kinds (Secrets, Deployments, ...) come back
+    as the dicts YAML gave, so a manifest can be loaded, inspected and written back whole.
+    Objects of our API group must parse; a typo in a kind is an error, not a silent dict.
+
+    Raises:
+        ValidationError: invalid YAML, a document that is not an object, or an object of
+            our group that does not parse; the message gives the document number (from 1)
+            and its first line.
+    """
+    found: list[Model | dict[str, Any]] = []
+    for document in load_documents(text):
+        try:
+            found.append(_one(document.data))
+        except ValidationError as err:
+            where = document.where
+            raise err.within(f"{where}: {err.obj}" if err.obj else where) from err
     return found
 
 

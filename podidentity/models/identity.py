@@ -250,6 +250,7 @@ AzureIdentity._spec_fields = (
         "type",
         "type",
         EnumCodec(IdentityType, _TYPE_RULE),
+        legacy=("Type",),
         always=True,
         description="0 user-assigned MSI, 1 service principal (secret), 2 service principal "
         "(certificate), 3 federated workload identity.",

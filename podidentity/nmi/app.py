@@ -136,6 +136,11 @@ class TokenProxy:
     ) -> None:
         self.node_name = node_name
         self.settings = settings or TokenProxySettings()
+        if self.settings.cluster_wide_bindings:
+            logger.warning(
+                "cluster_wide_bindings is on: pods get identities bound in other namespaces"
+                " (upstream's old behaviour; for migration only)"
+            )
         self.view = view
         self.sources = sources
         self.metrics = metrics or ProxyMetrics()
@@ -448,7 +453,10 @@ class TokenProxy:
             if current is None or current.uid != pod.uid:
                 raise CallerNotIdentifiedError(f"pod {pod.key} left node {self.node_name}")
             assigned, pending = identities_of(
-                pod, view.assignments(pod.namespace, pod.name), self.node_name
+                pod,
+                view.assignments(pod.namespace, pod.name),
+                self.node_name,
+                cluster_wide_bindings=settings.cluster_wide_bindings,
             )
             selection = select_identities(pod, assigned, pending, query.parameter)
             if not selection.wait:

@@ -195,30 +195,42 @@ def _order(record: AzureAssignedIdentity) -> tuple[dt.datetime, str]:
     return (record.metadata.creation_timestamp or _EPOCH, record.name)
 
 
-def _still_bound(pod: PodInfo, record: AzureAssignedIdentity) -> bool:
+def _still_bound(pod: PodInfo, record: AzureAssignedIdentity, cluster_wide: bool) -> bool:
     # Defence in depth: the record must still hold for the pod as it is now. A stale record
     # (labels changed, service account not allowed, binding or identity in another namespace)
     # gives nothing, even before the reconciler removes it. Missing namespaces fail closed.
     binding, identity = record.azure_binding_ref, record.azure_identity_ref
     if binding is None or identity is None:
         return False
+    # The reconciler's rule, mirrored: a binding names an identity of its own namespace, and
+    # both serve only that namespace unless bindings are cluster-wide (then an identity marked
+    # "Behavior: namespaced" still does).
+    if cluster_wide and not identity.is_namespaced:
+        in_scope = True
+    else:
+        in_scope = identity.namespace == pod.namespace
     return (
-        binding.namespace == pod.namespace
-        and identity.namespace == pod.namespace
+        in_scope
+        and binding.namespace == identity.namespace
         and binding.azure_identity == identity.name
         and binding.matches(pod.labels, service_account=pod.service_account)
     )
 
 
 def identities_of(
-    pod: PodInfo, records: Iterable[AzureAssignedIdentity], node_name: str
+    pod: PodInfo,
+    records: Iterable[AzureAssignedIdentity],
+    node_name: str,
+    *,
+    cluster_wide_bindings: bool = False,
 ) -> tuple[list[AzureIdentity], list[AzureIdentity]]:
     """The pod's (assigned, pending) identities on ``node_name``, assigned ones oldest first.
 
     Only records that name this pod and this node count, and only while their embedded binding
     still selects the pod (labels, service account) from the pod's own namespace, for an
-    identity of that namespace; ``Assigned`` records are usable, ``Created`` ones are pending,
-    ``Unassigned`` ones are neither.
+    identity of that namespace (any namespace with ``cluster_wide_bindings``, except for
+    identities marked ``Behavior: namespaced``); ``Assigned`` records are usable, ``Created``
+    ones are pending, ``Unassigned`` ones are neither.
     """
     assigned: list[AzureAssignedIdentity] = []
     pending: list[AzureIdentity] = []
@@ -229,7 +241,7 @@ def identities_of(
             or record.pod != pod.name
             or record.pod_namespace != pod.namespace
             or record.node_name != node_name
-            or not _still_bound(pod, record)
+            or not _still_bound(pod, record, cluster_wide_bindings)
         ):
             continue
         if record.state is AssignedIdentityState.ASSIGNED:

@@ -51,6 +51,10 @@ class TokenProxySettings:
         controller_labels: labels that mark the controller's own pods (all must match); such
             pods in :attr:`controller_namespace` get the node's identities, like exception
             pods. Empty: no pod is the controller.
+        cluster_wide_bindings: serve pods the identities that a controller running with
+            ``ControllerSettings(cluster_wide_bindings=True)`` assigned them from bindings in
+            other namespaces (upstream's old behaviour, for migration only; set both or
+            neither). Default: pod, binding and identity share a namespace.
     """
 
     metadata_header_required: bool = True
@@ -69,6 +73,7 @@ class TokenProxySettings:
         default=(("app.kubernetes.io/component", "podidentity-controller"),),
         converter=_label_pairs,
     )
+    cluster_wide_bindings: bool = False
 
     def __attrs_post_init__(self) -> None:
         _positive("pending_timeout", self.pending_timeout)

@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -46,7 +47,7 @@ from podidentity.testing.kube import KubeEmulator
 if TYPE_CHECKING:
     from podidentity.nmi import TokenProxyServer, TokenProxySettings
     from podidentity.reconciler import Controller, ControllerSettings
-    from podidentity.testing._token_proxies import TokenProxyFleet
+    from podidentity.testing._token_proxies import PodRelay, TokenProxyFleet
 
 __all__ = ["NodePool", "Sandbox", "SandboxNode"]
 
@@ -327,11 +328,15 @@ class Sandbox:
 
     # -- token proxies (NMI) -----------------------------------------------------------------
 
-    def start_token_proxies(self, settings: TokenProxySettings | None = None) -> None:
+    def start_token_proxies(
+        self, settings: TokenProxySettings | None = None, *, kubeconfig: Path | None = None
+    ) -> None:
         """Run a :class:`~podidentity.nmi.TokenProxy` on every node, and on nodes added later.
 
         Each proxy talks to its own node's IMDS and watches the cluster with the admin
-        kubeconfig; all stop with the sandbox. Reach one as a pod with :meth:`as_pod`.
+        kubeconfig, or with ``kubeconfig`` (e.g. a service account's from
+        ``kube.service_account(...)``, to run it with only the permissions RBAC grants that
+        account); all stop with the sandbox. Reach one as a pod with :meth:`as_pod`.
         """
         from podidentity.nmi import TokenProxySettings
         from podidentity.testing._token_proxies import TokenProxyFleet
@@ -340,7 +345,7 @@ class Sandbox:
             raise RuntimeError("the token proxies are already running")
         assert self.kube.kubeconfig_path is not None, "start the sandbox first"
         fleet = TokenProxyFleet(
-            kubeconfig=self.kube.kubeconfig_path,
+            kubeconfig=kubeconfig or self.kube.kubeconfig_path,
             imds_url=self.imds_url,
             settings=settings or TokenProxySettings(),
             credential_options=self.azure.client_kwargs(),
@@ -393,12 +398,7 @@ class Sandbox:
             namespace: the pod's namespace.
             timeout: how long to wait for the pod to be scheduled and get its IP.
         """
-        if self._token_proxies is None:
-            raise RuntimeError("call start_token_proxies() before as_pod()")
-        pod = self._running_pod(name, namespace, timeout)
-        node = pod["spec"]["nodeName"]
-        self.token_proxy(node)
-        relay = self._token_proxies.relay(node, pod["status"]["podIP"])
+        relay = self.pod_relay(name, namespace, timeout=timeout)
         try:
             with self.azure.patched_environ(
                 extra={"AZURE_POD_IDENTITY_AUTHORITY_HOST": relay.url}
@@ -406,6 +406,26 @@ class Sandbox:
                 yield env
         finally:
             relay.close()
+
+    def pod_relay(
+        self, name: str, namespace: str = "default", *, timeout: float = 30.0
+    ) -> PodRelay:
+        """A relay to the token proxy of pod ``namespace/name``'s node, connecting from its IP.
+
+        What :meth:`as_pod` points SDKs at, for callers that outlive a ``with`` block (the
+        ``podidentity sandbox`` command hands its URL to other processes). It runs until
+        closed or until the sandbox stops.
+
+        Raises:
+            RuntimeError: the token proxies are not started.
+            TimeoutError: the pod got no node and IP within ``timeout`` seconds.
+        """
+        if self._token_proxies is None:
+            raise RuntimeError("call start_token_proxies() first")
+        pod = self._running_pod(name, namespace, timeout)
+        node = pod["spec"]["nodeName"]
+        self.token_proxy(node)
+        return self._token_proxies.relay(node, pod["status"]["podIP"])
 
     # -- identities --------------------------------------------------------------------------
 
@@ -473,15 +493,19 @@ class Sandbox:
             self.controller_principal = app
         return self.controller_principal
 
-    def start_controller(self, settings: ControllerSettings | None = None) -> Controller:
+    def start_controller(
+        self, settings: ControllerSettings | None = None, *, kubeconfig: Path | None = None
+    ) -> Controller:
         """Run the real reconciler against this sandbox, in a thread with its own event loop.
 
         It authenticates to ARM as a service principal created once per sandbox
         (:attr:`controller_principal`) with Virtual Machine Contributor on the node resource
         group and Managed Identity Operator on :attr:`identity_resource_group_id`, and to
-        Kubernetes with the admin kubeconfig. Each call starts another replica (leader
-        election decides which one writes); all stop with the sandbox or
-        :meth:`stop_controllers`. ``await controller.wait_synced()`` works from any loop.
+        Kubernetes with the admin kubeconfig, or with ``kubeconfig`` (e.g. a service
+        account's, to run it with only the permissions RBAC grants that account). Each call
+        starts another replica (leader election decides which one writes); all stop with the
+        sandbox or :meth:`stop_controllers`. ``await controller.wait_synced()`` works from any
+        loop.
         """
         from podidentity.reconciler import ControllerSettings
 
@@ -498,7 +522,9 @@ class Sandbox:
             from podidentity.reconciler import ControllerRunner
 
             try:
-                api = await load_api_client(self.kube.kubeconfig_path, in_cluster=False)
+                api = await load_api_client(
+                    kubeconfig or self.kube.kubeconfig_path, in_cluster=False
+                )
                 credential = ClientSecretCredential(
                     self.azure.tenant_id,
                     app.client_id,

@@ -1,5 +1,6 @@
-"""Helpers for the command tests: real ``python -m podidentity`` processes, watched through
-their output, and the emulated world they run against."""
+"""Fixtures and helpers for the command tests: manifest files written into a temporary
+directory; real ``python -m podidentity`` processes, watched through their output, and the
+emulated world they run against."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from podidentity.testing import Sandbox
+from tests.models.test_convert import SEED
 
 GROUP_VERSION = "aadpodidentity.k8s.io/v1"
 PROBES = re.compile(r"probes and metrics on (http://\S+) ")
@@ -186,3 +188,11 @@ def token_request(url: str, source_ip: str) -> httpx.Response:
     transport = httpx.HTTPTransport(local_address=source_ip)
     with httpx.Client(transport=transport, timeout=60) as client:
         return client.get(f"{url}{TOKEN_PATH}", params=QUERY, headers={"Metadata": "true"})
+
+
+@pytest.fixture
+def seed(tmp_path: Path) -> Path:
+    """The seed article's legacy manifests (capitalised fields, names with underscores)."""
+    path = tmp_path / "seed.yaml"
+    path.write_text(SEED)
+    return path

@@ -1,40 +1,48 @@
-"""docs/cli-engines.md names every option of ``mic`` and ``nmi`` with the environment variable
-that really sets it."""
+"""docs/cli-manifests.md shows real output: every example is run and compared."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
-import click
 import pytest
+from click.testing import CliRunner
 
-from podidentity.cli.mic import mic
-from podidentity.cli.nmi import nmi
+from podidentity.cli import main
 
-PAGE = Path(__file__).resolve().parents[2] / "docs" / "cli-engines.md"
-
-
-def variables(command: click.Command) -> dict[str, str]:
-    """Each option's variables as click resolves them under ``podidentity``."""
-    found = {}
-    for param in command.params:
-        if not isinstance(param, click.Option) or param.name == "help":
-            continue
-        if param.envvar:
-            names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar)
-        else:
-            names = [f"PODIDENTITY_{command.name.upper()}_{param.name.upper()}"]  # type: ignore[union-attr]
-        found[param.opts[0]] = " or ".join(names)
-    return found
+DOC = Path(__file__).resolve().parents[2] / "docs" / "cli-manifests.md"
+TEXT = DOC.read_text()
+FILES = dict(re.findall(r'```yaml title="([\w.]+)"\n(.*?)```', TEXT, flags=re.DOTALL))
+OUTPUTS = re.findall(r'```text title="(stdout|stderr) of: ([^"]+)"\n(.*?)```', TEXT, re.DOTALL)
+PYTHON = re.findall(r"```python\n(.*?)```", TEXT, flags=re.DOTALL)
 
 
-@pytest.mark.parametrize("command", [mic, nmi], ids=["mic", "nmi"])
-def test_the_page_lists_every_option_with_its_variable(command: click.Command) -> None:
-    listed = dict(
-        re.findall(rf"^{command.name} (--[\w-]+) +(.+)$", PAGE.read_text(), flags=re.MULTILINE)
-    )
-    assert listed == variables(command)
-    documented = PAGE.read_text()
-    for option in listed:
-        assert f"`{option}" in documented, f"{option} is not described on the page"
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, content in FILES.items():
+        (tmp_path / name).write_text(content)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_page_has_examples() -> None:
+    assert set(FILES) == {"seed.yaml", "b.yaml"}
+    assert len(OUTPUTS) >= 5
+    assert len(PYTHON) == 1
+
+
+@pytest.mark.parametrize(("stream", "command", "expected"), OUTPUTS, ids=lambda x: str(x)[:40])
+def test_the_output_shown_is_the_output(
+    workdir: Path, stream: str, command: str, expected: str
+) -> None:
+    args = shlex.split(command)
+    assert args[0] == "podidentity"
+    result = CliRunner().invoke(main, args[1:])
+    assert getattr(result, stream) == expected
+
+
+def test_the_python_example_runs(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(PYTHON[0], str(DOC), "exec"), {})  # noqa: S102
+    out = capsys.readouterr().out
+    assert "AzureIdentity my_identity: spec.Type: field 'Type' -> 'type'" in out

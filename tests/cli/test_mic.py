@@ -39,7 +39,7 @@ from tests.cli.conftest import (
 FAST = ["--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.2"]
 
 
-def seed(world: Sandbox, pod: str = "web") -> Any:
+def seed_identity(world: Sandbox, pod: str = "web") -> Any:
     identity = world.azure.world.add_managed_identity("web-id")
     world.kube.create(identity_manifest("web-id", identity.resource_id, identity.client_id))
     world.kube.create(binding_manifest("web-binding", "web-id", "web"))
@@ -138,7 +138,7 @@ def test_cloud_config_problems_name_the_file(tmp_path: Path) -> None:
 def test_mic_assigns_serves_probes_and_releases_the_lease_on_sigterm(
     world: Sandbox, run: Callable[..., Command]
 ) -> None:
-    identity = seed(world)
+    identity = seed_identity(world)
     app = controller_principal(world)
     # Options from the environment, credentials by azure-identity's conventions.
     env = base_env(
@@ -184,7 +184,7 @@ def test_mic_assigns_serves_probes_and_releases_the_lease_on_sigterm(
 def test_mic_takes_its_credential_from_an_aks_cloud_config(
     world: Sandbox, run: Callable[..., Command], tmp_path: Path
 ) -> None:
-    identity = seed(world)
+    identity = seed_identity(world)
     app = controller_principal(world)
     azure_json = tmp_path / "azure.json"
     azure_json.write_text(

@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+import attrs
 import pytest
 
 from podidentity.testing._jwt import JwtSigner, unverified_claims
@@ -54,6 +55,33 @@ async def test_a_pod_in_another_namespace_with_the_right_label(
             no_token(refused)
             assert refused.status_code == 404
             assert refused.json()["error"] == "identity_not_ready"
+
+
+async def test_cluster_wide_bindings_reach_other_namespaces_but_not_namespaced_identities(
+    world: NmiWorld, nodes: list[str], make_proxy: MakeProxy
+) -> None:
+    shared, tenant = world.namespace("shared"), world.namespace(unique("tenant"))
+    pod = world.pod(unique("migrating"), namespace=tenant, selector="legacy", node=nodes[0])
+    managed, identity = world.msi("legacy", namespace=shared, on_node=nodes[0])
+    world.assign(pod, identity)
+    _, private = world.msi("private", namespace=shared, on_node=nodes[0])
+    private = attrs.evolve(
+        private,
+        metadata=attrs.evolve(
+            private.metadata, annotations={"aadpodidentity.k8s.io/Behavior": "namespaced"}
+        ),
+    )
+    world.assign(pod, private, selector="legacy")
+    secure = await make_proxy(nodes[0])
+    migrating = await make_proxy(nodes[0], cluster_wide_bindings=True)
+    async with client(secure, pod_ip(pod)) as http:
+        no_token(await http.get(TOKEN_PATH, headers=METADATA))
+    async with client(migrating, pod_ip(pod)) as http:
+        granted = await http.get(f"{TOKEN_PATH}&client_id={managed.client_id}", headers=METADATA)
+        assert granted.status_code == 200
+        assert unverified_claims(granted.json()["access_token"])["oid"] == managed.principal_id
+        refused = await http.get(f"{TOKEN_PATH}&client_id={private.client_id}", headers=METADATA)
+        no_token(refused)
 
 
 async def test_a_service_account_the_binding_does_not_allow(
