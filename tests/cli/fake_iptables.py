@@ -10,6 +10,7 @@ every call fails as a non-root user's would).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -30,6 +31,13 @@ def fail(message: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    # One call at a time, as the real program's xtables lock makes it.
+    with open(os.environ["FAKE_IPTABLES_STATE"] + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return locked(argv)
+
+
+def locked(argv: list[str]) -> int:
     with open(os.environ["FAKE_IPTABLES_LOG"], "a") as log:
         log.write(json.dumps(argv) + "\n")
     if os.environ.get("FAKE_IPTABLES_DENY"):
@@ -79,7 +87,10 @@ def main(argv: list[str]) -> int:
         del table[chain]
     else:
         return fail(f"fake iptables: unsupported command {command}")
-    path.write_text(json.dumps(table))
+    # Replaced whole, so a reader never sees half a table.
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(table))
+    os.replace(partial, path)
     return 0
 
 
