@@ -35,12 +35,16 @@ DEFAULT_PROBE_PORT = 8085
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Without TCP_NODELAY a response written as headers + body waits for a delayed ACK.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Without TCP_NODELAY a response written as headers + body waits for a delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
@@ -113,7 +117,11 @@ class TokenProxyServer:
         if self._servers:
             return
         main = _listen(self.host, self._requested[0])
-        probes = _listen(self.probe_host, self._requested[1])
+        try:
+            probes = _listen(self.probe_host, self._requested[1])
+        except OSError:
+            main.close()
+            raise
         self.port = main.getsockname()[1]
         self.probe_port = probes.getsockname()[1]
         await self.proxy.start()

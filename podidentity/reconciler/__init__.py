@@ -22,6 +22,7 @@ from podidentity.reconciler.plan import (
     StatusChange,
 )
 from podidentity.reconciler.queue import TokenBucket, WorkQueue
+from podidentity.reconciler.runner import ControllerRunner
 from podidentity.reconciler.settings import ControllerSettings
 from podidentity.reconciler.snapshot import PlanRules, Snapshot
 
@@ -34,6 +35,7 @@ __all__ = [
     "AssignedView",
     "Controller",
     "ControllerMetrics",
+    "ControllerRunner",
     "ControllerSettings",
     "Desired",
     "MachineChange",

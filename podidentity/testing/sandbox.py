@@ -518,9 +518,8 @@ class Sandbox:
             import httpx
             from azure.identity.aio import ClientSecretCredential
 
-            from podidentity.azure import ArmClient
             from podidentity.kube import load_api_client
-            from podidentity.reconciler import Controller, ControllerMetrics
+            from podidentity.reconciler import ControllerRunner
 
             try:
                 api = await load_api_client(
@@ -535,17 +534,15 @@ class Sandbox:
                 )
                 verify = ssl.create_default_context(cafile=str(self.azure.ca_bundle))
                 http = httpx.AsyncClient(proxy=self.azure.proxy.url, verify=verify, timeout=30)
-                metrics = ControllerMetrics()
-                arm = ArmClient(credential, http_client=http, observer=metrics.observe_arm)
-                controller = Controller(api, credential, chosen, arm=arm, metrics=metrics)
+                runner = ControllerRunner(api, credential, chosen, http_client=http)
             except BaseException as err:
                 holder["error"] = err
                 started.set()
                 raise
-            holder["controller"] = controller
+            holder["controller"] = runner.controller
             started.set()
             try:
-                await controller.run()
+                await runner.run()
             finally:
                 await http.aclose()
                 await credential.close()
