@@ -1,6 +1,7 @@
 """``podidentity sandbox`` as a real process, driven by kubectl and by other processes.
 
-The issue's "done when": with the sandbox running, the seed's steps work with kubectl against
+The issue's "done when": with the sandbox running, the seed's steps (its legacy manifests put
+right by ``podidentity convert``) work with kubectl against
 its kubeconfig, a separate process started with ``podidentity sandbox env`` for the pod gets a
 token with an unmodified ``ManagedIdentityCredential`` and reads the vault's secret with
 ``SecretClient``, and the same process as another pod is refused.
@@ -144,23 +145,24 @@ def parse_env(output: str) -> dict[str, str]:
 
 # -- the seed, end to end --------------------------------------------------------------------
 
+# The seed article's manifests as written then: capitalised fields, names with underscores.
 SEED = """\
 apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentity
 metadata:
-  name: app-identity
+  name: app_identity
 spec:
-  type: 0
-  resourceID: {resource_id}
-  clientID: {client_id}
+  Type: 0
+  ResourceID: {resource_id}
+  ClientID: {client_id}
 ---
 apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentityBinding
 metadata:
-  name: app-identity-binding
+  name: app_identity_binding
 spec:
-  azureIdentity: app-identity
-  selector: seed-app
+  AzureIdentity: app_identity
+  Selector: seed-app
 ---
 apiVersion: v1
 kind: Pod
@@ -215,15 +217,41 @@ def run_app(run: Running, env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
+def convert(manifests: str) -> str:
+    """``podidentity convert -``: the seed's manifests in today's form."""
+    done = subprocess.run(
+        [sys.executable, "-m", "podidentity", "convert", "-"],
+        input=manifests,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_the_seed_steps_with_kubectl_then_a_process_acts_as_the_pod(running: Running) -> None:
     identity = running.state["identities"][0]
-    created = kubectl(
-        running,
-        "create",
-        "-f",
-        "-",
-        stdin=SEED.format(resource_id=identity["resourceId"], client_id=identity["clientId"]),
+    seed = SEED.format(resource_id=identity["resourceId"], client_id=identity["clientId"])
+    # As written in the seed, the cluster refuses them (invalid names, unknown fields).
+    refused = subprocess.run(
+        [
+            str(KUBECTL),
+            "--kubeconfig",
+            str(running.state_dir / "kubeconfig"),
+            *("create", "--dry-run=server", "-f", "-"),
+        ],
+        input=seed,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=_base_env(running.home),
     )
+    assert refused.returncode != 0
+    assert "app_identity" in refused.stderr
+    created = kubectl(running, "create", "-f", "-", stdin=convert(seed))
     assert "azureidentitybinding.aadpodidentity.k8s.io/app-identity-binding created" in created
     kubectl(running, "wait", "--for=condition=Ready", "pod/seed-app", "pod/bystander")
     # The controller (running inside the sandbox) assigns the identity to the pod's node.
