@@ -171,6 +171,18 @@ def _small_files() -> None:  # pragma: no cover - runs in the child process
     resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
 
 
+def _unmeasured_without_bytecode() -> dict[str, str]:
+    """The environment of a child whose files may not exceed 2 KiB.
+
+    Under that limit CPython's bytecode cache writes would be cut short and still renamed into
+    place (its raw write ignores a short count): truncated .pyc files that every later process
+    fails to import ("marshal data too short"). And coverage, measuring subprocesses under
+    ``nox -s tests``, could not save its data file at exit and would print a traceback.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
+    return {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def test_a_failed_write_changes_no_file(seed: Path, tmp_path: Path) -> None:
     # A real write failure in a real process: the second file's output is too large to write.
     big = tmp_path / "big.yaml"
@@ -192,10 +204,7 @@ def test_a_failed_write_changes_no_file(seed: Path, tmp_path: Path) -> None:
         timeout=120,
         check=False,
         preexec_fn=_small_files,
-        # Under the limit, CPython's bytecode cache writes would be cut at 2 KiB and still
-        # renamed into place (its raw write ignores a short count): truncated .pyc files that
-        # every later process in the tree fails to import ("marshal data too short").
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        env=_unmeasured_without_bytecode(),
     )
     assert done.returncode == 1, done.stderr
     assert "no file was changed" in done.stderr
