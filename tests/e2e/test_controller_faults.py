@@ -203,7 +203,9 @@ def test_pod_deleted_and_its_ip_reused(world: Sandbox) -> None:
     controller = started(world)
     world.kube.create(pod_manifest("a", aadpodidbinding="web"))
     eventually(lambda: all_assigned(world, "default/a-default-web-id"))
-    world.kube.delete("pods", "a", namespace="default")
+    # Deleted at once, so its IP is free for the very next pod while the controller may still
+    # hold the old pod's record: the harder case (a graceful deletion only waits 30 s first).
+    world.kube.delete("pods", "a", namespace="default", grace_period_seconds=0)
     world.kube.create(pod_manifest("b"))  # no label: may get the same IP, must get nothing
     eventually(lambda: assigned(world) == {})
     eventually(lambda: identity.resource_id.lower() not in on_scale_set(world, pool_of(world)))
@@ -221,7 +223,7 @@ def test_drift_is_repaired_and_protected_identities_stay(world: Sandbox) -> None
     eventually(lambda: all_assigned(world, "default/a-default-web-id"))
     world.azure.world.unassign_identities(world.azure.world.vmss(pool_of(world)), [identity])
     eventually(lambda: identity.resource_id.lower() in on_scale_set(world, pool_of(world)))
-    world.kube.delete("pods", "a", namespace="default")
+    world.kube.delete("pods", "a", namespace="default", grace_period_seconds=0)
     eventually(lambda: identity.resource_id.lower() not in on_scale_set(world, pool_of(world)))
     # the identity that was there before podidentity stays; nothing else is left
     assert kubelet.resource_id.lower() in on_scale_set(world, pool_of(world))
