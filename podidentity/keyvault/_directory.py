@@ -11,6 +11,8 @@ exclusively with its mode, written and fsynced), then renames a new ``..data`` s
 old one: one atomic step, so a reader that opens ``out/db-password`` sees the old set or the
 new one, never a mix. Only then are the visible links added or removed and the old set deleted.
 If anything fails before the swap the new directory is removed and the old set is untouched.
+A reader whose open went through the old ``..data`` just as that set was deleted gets "no such
+file" and should open again (as with the kubelet's Secret volumes); it never gets a partial file.
 """
 
 from __future__ import annotations
