@@ -86,6 +86,17 @@ def test_every_controller_setting_is_an_option() -> None:
     assert fields <= options, f"ControllerSettings fields without an option: {fields - options}"
 
 
+def test_option_defaults_are_the_controllers_defaults() -> None:
+    # The options repeat the settings' defaults for --help; they must not drift apart. An
+    # option without a default (None, or repeatable) leaves the choice to the settings.
+    params = {param.name: param for param in mic.params}
+    for field in attrs.fields(ControllerSettings):
+        param = params[field.name]
+        if param.multiple or param.default is None:
+            continue
+        assert param.default == field.default, f"--{field.name.replace('_', '-')}"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
