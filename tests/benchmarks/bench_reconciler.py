@@ -32,6 +32,7 @@ import pytest
 from podidentity.reconciler import ControllerSettings, Snapshot
 from tests.benchmarks.conftest import QUICK_RESULTS, RESULTS
 from tests.benchmarks.harness import Case, Suite, quick
+from tests.e2e.test_controller import setup_seed
 from tests.reconciler.world import FakeWorld, binding, identity, node, pod
 
 
@@ -136,28 +137,7 @@ def test_converge_against_the_emulators() -> None:
         with Sandbox() as world:
             for index in range(10):
                 world.add_node_pool(f"p{index}", count=5)
-            identity = world.azure.world.add_managed_identity("web-id")
-            group = "aadpodidentity.k8s.io/v1"
-            world.kube.create(
-                {
-                    "apiVersion": group,
-                    "kind": "AzureIdentity",
-                    "metadata": {"name": "web-id", "namespace": "default"},
-                    "spec": {
-                        "type": 0,
-                        "resourceID": identity.resource_id,
-                        "clientID": identity.client_id,
-                    },
-                }
-            )
-            world.kube.create(
-                {
-                    "apiVersion": group,
-                    "kind": "AzureIdentityBinding",
-                    "metadata": {"name": "web", "namespace": "default"},
-                    "spec": {"azureIdentity": "web-id", "selector": "web"},
-                }
-            )
+            setup_seed(world)  # identity "web-id", bound to pods labelled "web"
             controller = world.start_controller(
                 ControllerSettings(resync_interval=1.0, leader_election=False)
             )
@@ -226,28 +206,7 @@ def test_latency_to_assigned() -> None:
         # latency plus the emulator's scheduler and kubelet steps.
         with Sandbox(operation_duration=0) as world:
             world.add_node_pool("p", count=3)
-            identity = world.azure.world.add_managed_identity("web-id")
-            group = "aadpodidentity.k8s.io/v1"
-            world.kube.create(
-                {
-                    "apiVersion": group,
-                    "kind": "AzureIdentity",
-                    "metadata": {"name": "web-id", "namespace": "default"},
-                    "spec": {
-                        "type": 0,
-                        "resourceID": identity.resource_id,
-                        "clientID": identity.client_id,
-                    },
-                }
-            )
-            world.kube.create(
-                {
-                    "apiVersion": group,
-                    "kind": "AzureIdentityBinding",
-                    "metadata": {"name": "web", "namespace": "default"},
-                    "spec": {"azureIdentity": "web-id", "selector": "web"},
-                }
-            )
+            setup_seed(world)  # identity "web-id", bound to pods labelled "web"
             controller = world.start_controller(ControllerSettings(leader_election=False))
             asyncio.run(controller.wait_synced())
             for found in (latencies, from_running):

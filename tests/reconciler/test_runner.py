@@ -18,8 +18,7 @@ from azure.identity.aio import ClientSecretCredential
 from podidentity.kube import load_api_client
 from podidentity.reconciler import ControllerRunner, ControllerSettings
 from podidentity.testing import Sandbox
-
-GROUP_VERSION = "aadpodidentity.k8s.io/v1"
+from tests.e2e.test_controller import pod_manifest, setup_seed
 
 
 async def eventually(check: Any, within: float = 60.0) -> Any:
@@ -42,40 +41,9 @@ async def test_runner_serves_probes_and_sends_arm_requests_to_its_endpoint() -> 
         world.azure.world.grant_role(
             app, world.node_resource_group_id, "Virtual Machine Contributor"
         )
-        identity = world.azure.world.add_managed_identity("web-id")
+        identity = setup_seed(world)
         world.azure.world.grant_role(app, identity, "Managed Identity Operator")
-        world.kube.create(
-            {
-                "apiVersion": GROUP_VERSION,
-                "kind": "AzureIdentity",
-                "metadata": {"name": "web-id", "namespace": "default"},
-                "spec": {
-                    "type": 0,
-                    "resourceID": identity.resource_id,
-                    "clientID": identity.client_id,
-                },
-            }
-        )
-        world.kube.create(
-            {
-                "apiVersion": GROUP_VERSION,
-                "kind": "AzureIdentityBinding",
-                "metadata": {"name": "b", "namespace": "default"},
-                "spec": {"azureIdentity": "web-id", "selector": "web"},
-            }
-        )
-        world.kube.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": "web",
-                    "namespace": "default",
-                    "labels": {"aadpodidbinding": "web"},
-                },
-                "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]},
-            }
-        )
+        world.kube.create(pod_manifest("web", aadpodidbinding="web"))
         api = await load_api_client(world.kube.kubeconfig_path, in_cluster=False)
         credential = ClientSecretCredential(
             world.azure.tenant_id,
