@@ -59,6 +59,16 @@ Made = tuple[str, str, dict[str, Any]]
 """An identity's client ID, the principal (object) ID its tokens carry, its AzureIdentity."""
 
 
+def bind(world: NmiWorld, identity: str) -> None:
+    """A binding for ``identity`` selecting pods labelled ``aadpodidbinding: <identity>``."""
+    binding = AzureIdentityBinding(
+        metadata=ObjectMeta(name=f"{identity}-binding", namespace="default"),
+        azure_identity=identity,
+        selector=identity,
+    )
+    create(world, "azureidentitybindings", "default", binding.to_dict())
+
+
 def managed_identity(world: NmiWorld, name: str) -> Made:
     """A user-assigned identity the controller must put on the pod's scale set through ARM."""
     managed = world.sandbox.azure.world.add_managed_identity(unique(name))
@@ -97,12 +107,7 @@ async def test_every_identity_type_from_binding_to_a_vault_read(flow: Flow, kind
     name = unique(kind.split("-")[0])
     client_id, principal_id, identity = KINDS[kind](world, name)
     create(world, "azureidentities", "default", identity)
-    binding = AzureIdentityBinding(
-        metadata=ObjectMeta(name=f"{name}-binding", namespace="default"),
-        azure_identity=name,
-        selector=name,
-    )
-    create(world, "azureidentitybindings", "default", binding.to_dict())
+    bind(world, name)
     service_account = name if kind == "federated" else "default"
     pod = world.pod(f"{name}-pod", selector=name, service_account=service_account)
     record = f"default/{pod['metadata']['name']}-default-{name}"
@@ -127,22 +132,12 @@ async def test_a_pod_asking_for_an_identity_it_was_not_given_reads_nothing(flow:
     name = unique("mine")
     mine_client_id, _, mine = managed_identity(world, name)
     create(world, "azureidentities", "default", mine)
-    binding = AzureIdentityBinding(
-        metadata=ObjectMeta(name=f"{name}-binding", namespace="default"),
-        azure_identity=name,
-        selector=name,
-    )
-    create(world, "azureidentitybindings", "default", binding.to_dict())
+    bind(world, name)
     # Another identity, on the same scale set through another pod, allowed to read the vault.
     theirs_name = unique("theirs")
     theirs_client_id, theirs_principal, theirs = managed_identity(world, theirs_name)
     create(world, "azureidentities", "default", theirs)
-    binding = AzureIdentityBinding(
-        metadata=ObjectMeta(name=f"{theirs_name}-binding", namespace="default"),
-        azure_identity=theirs_name,
-        selector=theirs_name,
-    )
-    create(world, "azureidentitybindings", "default", binding.to_dict())
+    bind(world, theirs_name)
     world.sandbox.azure.keyvault.grant("flow-kv", theirs_principal, secrets=["get"])
     pod = world.pod(f"{name}-pod", selector=name)
     other = world.pod(f"{theirs_name}-pod", selector=theirs_name, node=pod["spec"]["nodeName"])
