@@ -27,7 +27,14 @@ from podidentity.errors import (
     IdentityNotAssignedError,
 )
 
-__all__ = ["AccessToken", "Backoff", "retry_within", "token_object_id"]
+__all__ = [
+    "PROPAGATION_POLL_RATE",
+    "AccessToken",
+    "Backoff",
+    "PropagationPacer",
+    "retry_within",
+    "token_object_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -87,27 +94,44 @@ class Backoff:
     cap: float = 5.0
     attempts: int = 8
 
-    def wait(
-        self,
-        attempt: int,
-        rng: Callable[[], float] = random.random,
-        *,
-        cap: float | None = None,
-    ) -> float:
-        """The wait before try ``attempt + 1`` (``attempt`` counts from 0).
-
-        ``cap`` replaces :attr:`base` and :attr:`cap` for one steady, jittered interval.
-        """
-        if cap is not None:
-            return float(cap * (0.5 + rng() / 2))
+    def wait(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """The wait before try ``attempt + 1`` (``attempt`` counts from 0)."""
         return float(rng() * min(self.cap, self.base * 2.0**attempt))
 
 
 _RETRYABLE = (AzureThrottledError, AzureUnavailableError, IdentityNotAssignedError)
 
-PROPAGATION_POLL = 0.3
-"""Seconds (0.15 to 0.3 with jitter) between asks while IMDS has not caught up with an
-assignment: at most a few requests a second per identity, against IMDS's 20 a second per node."""
+PROPAGATION_POLL_RATE = 12.0
+"""Asks per second, for all identities of one node together, while IMDS has not caught up
+with their assignments: well under IMDS's 20 token requests a second per VM, so the polls
+leave room for the node's other callers and are not throttled themselves."""
+
+
+@attrs.define
+class PropagationPacer:
+    """Shares one node's IMDS poll budget between the identities waiting for propagation.
+
+    One identity waiting asks every ``1/rate`` to ``1.5/rate`` seconds (jittered): about 80 ms
+    at the default rate, which is also how late, at most, its first token comes after IMDS
+    starts serving it. Each further identity waiting at the same time stretches every
+    waiter's interval, so the node's polls together stay near ``rate`` a second.
+
+    Attributes:
+        rate: polls per second for all waiters together.
+        waiting: how many calls are polling now.
+    """
+
+    rate: float = PROPAGATION_POLL_RATE
+    waiting: int = 0
+
+    def interval(self, rng: Callable[[], float] = random.random) -> float:
+        """The next wait of one waiter, seconds."""
+        return max(1, self.waiting) * (1.0 + rng() / 2) / self.rate
+
+    @property
+    def longest(self) -> float:
+        """The longest single wait :meth:`interval` gives one waiter alone, seconds."""
+        return 1.5 / self.rate
 
 
 async def retry_within(
@@ -117,36 +141,48 @@ async def retry_within(
     backoff: Backoff = Backoff(),
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    pacer: PropagationPacer | None = None,
 ) -> _T:
     """Call ``call`` until it succeeds, retrying transient Azure errors until ``deadline``.
 
     Retried: :class:`~podidentity.errors.AzureThrottledError` (waiting at least its
     ``retry_after``), :class:`~podidentity.errors.AzureUnavailableError` and
     :class:`~podidentity.errors.IdentityNotAssignedError` (IMDS has not caught up with an
-    assignment yet; asked again every :data:`PROPAGATION_POLL` seconds or less, until the
-    deadline, whatever ``backoff.attempts`` says). Anything else, or a failure whose next try
+    assignment yet; asked again at the steady, short interval of ``pacer`` until the deadline,
+    whatever ``backoff.attempts`` says; pass the node's one :class:`PropagationPacer` so that
+    identities waiting together share its budget). Anything else, or a failure whose next try
     could not start before ``deadline`` (a ``clock()`` value), is raised as it is, keeping its
     meaning.
     """
+    pacer = pacer if pacer is not None else PropagationPacer()
     attempt = 0
-    while True:
-        try:
-            return await call()
-        except _RETRYABLE as err:
-            if isinstance(err, IdentityNotAssignedError):
-                # IMDS learns about an assignment a few seconds after ARM completed it: poll at
-                # a short steady interval until the deadline, rather than backing off past
-                # the moment the identity is there (every waiting pod would wait that long).
-                wait = backoff.wait(0, cap=PROPAGATION_POLL)
-                if clock() + wait >= deadline:
+    polling = False
+    try:
+        while True:
+            try:
+                return await call()
+            except _RETRYABLE as err:
+                if isinstance(err, IdentityNotAssignedError):
+                    # IMDS learns about an assignment a few seconds after ARM completed it:
+                    # poll at a short steady interval until the deadline, rather than backing
+                    # off past the moment the identity is there (every waiting pod would
+                    # wait that long).
+                    if not polling:
+                        polling = True
+                        pacer.waiting += 1
+                    wait = pacer.interval()
+                    if clock() + wait >= deadline:
+                        raise
+                    await sleep(wait)
+                    continue
+                wait = backoff.wait(attempt)
+                if isinstance(err, AzureThrottledError):
+                    wait = max(wait, err.retry_after)
+                attempt += 1
+                if attempt >= backoff.attempts or clock() + wait >= deadline:
                     raise
+                logger.debug("retrying in %.2fs after %s", wait, type(err).__name__)
                 await sleep(wait)
-                continue
-            wait = backoff.wait(attempt)
-            if isinstance(err, AzureThrottledError):
-                wait = max(wait, err.retry_after)
-            attempt += 1
-            if attempt >= backoff.attempts or clock() + wait >= deadline:
-                raise
-            logger.debug("retrying in %.2fs after %s", wait, type(err).__name__)
-            await sleep(wait)
+    finally:
+        if polling:
+            pacer.waiting -= 1

@@ -23,7 +23,12 @@ from typing import Any, Protocol
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from podidentity.azure.imds import ImdsClient
-from podidentity.azure.tokens import AccessToken, retry_within, token_object_id
+from podidentity.azure.tokens import (
+    AccessToken,
+    PropagationPacer,
+    retry_within,
+    token_object_id,
+)
 from podidentity.errors import (
     AssignmentPendingError,
     CallerNotIdentifiedError,
@@ -120,6 +125,11 @@ class TokenProxy:
         settings: see :class:`~podidentity.nmi.TokenProxySettings`.
         clock: epoch seconds (injected in tests).
         metrics: the Prometheus collectors (a fresh registry when ``None``).
+
+    Attributes:
+        cache: the token cache (one entry per identity, resource and caller class).
+        propagation: the pace of asking IMDS again for identities it does not serve yet;
+            shared by all of them, so together they stay within the node's IMDS budget.
     """
 
     def __init__(
@@ -155,6 +165,8 @@ class TokenProxy:
             on_hit=self.metrics.cache_hits.inc,
             on_miss=self.metrics.cache_misses.inc,
         )
+        # One per node: identities waiting for IMDS to learn of their assignment share its budget.
+        self.propagation = PropagationPacer()
         self._reviews: dict[str, tuple[float, ReviewedToken | None]] = {}
         self._answers: dict[tuple[str, str, str, int], Answer] = {}
         self._closers: list[Callable[[], Awaitable[object]]] = []
@@ -500,7 +512,9 @@ class TokenProxy:
             started = time.perf_counter()
             try:
                 token = await retry_within(
-                    fetch, deadline=time.monotonic() + self.settings.request_deadline
+                    fetch,
+                    deadline=time.monotonic() + self.settings.request_deadline,
+                    pacer=self.propagation,
                 )
             finally:
                 self.metrics.upstream_seconds.labels(source).observe(time.perf_counter() - started)

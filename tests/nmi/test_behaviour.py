@@ -59,6 +59,47 @@ async def test_a_pending_assignment_is_answered_when_it_turns_assigned(
     assert unverified_claims(answer.json()["access_token"])["oid"] == managed.principal_id
 
 
+async def test_identities_imds_does_not_serve_yet_are_polled_on_one_node_budget(
+    world: NmiWorld, nodes: list[str], make_proxy: MakeProxy
+) -> None:
+    """Assigned in ARM a moment ago: IMDS answers "not assigned" until its propagation window
+    has passed. Both pods get their token then, and their polls shared the node's pace."""
+    azure = world.sandbox.azure
+    where = world.sandbox.node(nodes[0])
+    pods = []
+    for name in ("lagging-a", "lagging-b"):
+        pod = world.pod(unique(name), selector=name, node=nodes[0])
+        managed, identity = world.msi(name)
+        # IMDS starts serving these about 0.6 s from now.
+        azure.world.assign_identities(
+            where.compute,
+            [managed],
+            assigned_at=azure.world.clock() - azure.imds_service.identity_delay + 0.6,
+        )
+        world.assign(pod, identity)
+        pods.append(pod)
+    proxy = await make_proxy(nodes[0], request_deadline=30.0)
+    most_waiting = 0
+
+    async def watch_pace() -> None:
+        nonlocal most_waiting
+        while True:
+            most_waiting = max(most_waiting, proxy.propagation.waiting)
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.ensure_future(watch_pace())
+    try:
+        async with client(proxy, pod_ip(pods[0])) as one, client(proxy, pod_ip(pods[1])) as two:
+            done = await asyncio.gather(
+                one.get(TOKEN_PATH, headers=METADATA), two.get(TOKEN_PATH, headers=METADATA)
+            )
+    finally:
+        watcher.cancel()
+    assert [a.status_code for a in done] == [200, 200]
+    assert most_waiting == 2
+    assert proxy.propagation.waiting == 0
+
+
 async def test_a_pending_assignment_times_out_with_imds_not_yet_answer(
     world: NmiWorld, nodes: list[str], make_proxy: MakeProxy
 ) -> None:
