@@ -13,6 +13,7 @@ too (IMDS may grow answers there), and the rest of ``/metadata/`` is forwarded.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from urllib.parse import unquote, unquote_plus
 
@@ -87,6 +88,13 @@ def _needs_normalising(path: str) -> bool:
     return any(s in ("", ".", "..") for s in segments)
 
 
+# Pods ask with the same few paths and query strings over and over: the checks of the cached
+# token path are remembered per exact raw input (bounded; refusals are never remembered, so
+# odd input costs the full check every time and cannot crowd out the common answers).
+_PARSED_CACHE_SIZE = 1024
+
+
+@functools.lru_cache(maxsize=_PARSED_CACHE_SIZE)
 def classify_path(raw_path: bytes) -> Route:
     """The route for a request's raw path (bytes as sent, before any decoding).
 
@@ -185,6 +193,11 @@ def parse_token_query(
         raise MethodNotAllowedError("Only GET is supported")
     if metadata_header_required and headers.get("metadata", "").lower() != "true":
         raise BadTokenRequestError(METADATA_HEADER_MISSING)
+    return _token_query(query_string)
+
+
+@functools.lru_cache(maxsize=_PARSED_CACHE_SIZE)
+def _token_query(query_string: bytes) -> TokenQuery:
     values = _query(query_string)
     api_version = _single(values, "api-version")
     if not api_version:

@@ -111,6 +111,25 @@ def test_token_query_follows_imds_order_and_texts() -> None:
     assert parse_token_query("GET", OK, {}, metadata_header_required=False).parameter is None
 
 
+def test_a_remembered_query_still_needs_its_header_and_method_every_time() -> None:
+    """Parsed queries are remembered; the checks of each request's own header and method are
+    not: a query another pod sent correctly gives nothing to a request without the header."""
+    first = parse_token_query("GET", OK + b"&client_id=remembered", META)
+    assert parse_token_query("GET", OK + b"&client_id=remembered", META) == first
+    with pytest.raises(BadTokenRequestError, match=r"^Required metadata header not specified$"):
+        parse_token_query("GET", OK + b"&client_id=remembered", {})
+    with pytest.raises(MethodNotAllowedError):
+        parse_token_query("POST", OK + b"&client_id=remembered", META)
+
+
+def test_a_refused_query_is_refused_every_time() -> None:
+    for _ in range(3):
+        with pytest.raises(BadTokenRequestError):
+            parse_token_query("GET", OK + b"&client_id=a&client_id=b", META)
+        with pytest.raises(BadTokenRequestError):
+            classify_path(b"/metadata/identity/../identity/oauth2/token")
+
+
 @pytest.mark.parametrize(
     "extra",
     [
