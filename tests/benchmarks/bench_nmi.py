@@ -46,6 +46,7 @@ from podidentity.nmi.callers import PodInfo
 from podidentity.nmi.server import _listen, _server
 from podidentity.testing._server import ServerThread
 from tests.benchmarks.harness import Case, Suite, quick
+from tests.benchmarks.loadgen import LoadGenerator, LoadResult
 
 NODE = "node-0"
 POD_IP = "127.10.200.7"
@@ -147,31 +148,6 @@ async def bare(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _connection(port: int, count: int, latencies: list[float]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(POD_IP, 0))
-    try:
-        for _ in range(count):
-            started = time.perf_counter()
-            writer.write(REQUEST)
-            head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
-                raise AssertionError(head[:200])
-            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-
-
-async def load(port: int, connections: int, total: int) -> list[float]:
-    """``total`` requests over ``connections`` keep-alive connections from the pod's IP."""
-    latencies: list[float] = []
-    per = total // connections
-    await asyncio.gather(*(_connection(port, per, latencies) for _ in range(connections)))
-    return latencies
-
-
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[int, int, TokenProxy]]:
     proxy, _ = make_proxy()
@@ -205,41 +181,43 @@ def servers() -> Iterator[tuple[int, int, TokenProxy]]:
         thread.stop()
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+@pytest.fixture(scope="module")
+def generator() -> Iterator[LoadGenerator]:
+    load = LoadGenerator()
+    try:
+        yield load
+    finally:
+        load.close()
 
 
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("connections", CONNECTIONS)
-def test_cached_path(bench: Suite, servers: tuple[int, int, TokenProxy], connections: int) -> None:
+def test_cached_path(
+    bench: Suite,
+    servers: tuple[int, int, TokenProxy],
+    generator: LoadGenerator,
+    connections: int,
+) -> None:
     proxy_port, bare_port, proxy = servers
     total = connections * 8 if quick() else REQUESTS[connections]
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(load(proxy_port, 1, 1))  # fill the cache
-        latencies = {
-            name: loop.run_until_complete(load(port, connections, total * 2))
-            for name, port in (("proxy", proxy_port), ("bare", bare_port))
-        }
-        comparison = bench.compare(
-            f"cached token, {connections} connection(s), {total} requests",
-            Case(
-                "token proxy", lambda: loop.run_until_complete(load(proxy_port, connections, total))
-            ),
-            Case(
-                "bare ASGI endpoint",
-                lambda: loop.run_until_complete(load(bare_port, connections, total)),
-            ),
-            note=", ".join(
-                f"{name}: p50 {_percentile(values, 0.5) * 1e3:.2f} ms, "
-                f"p99 {_percentile(values, 0.99) * 1e3:.2f} ms, "
-                f"{len(values) / sum(values) * connections:,.0f} req/s"
-                for name, values in latencies.items()
-            ),
+
+    def run(port: int, requests: int) -> LoadResult:
+        return generator.run(
+            port, connections=connections, total=requests, request=REQUEST, source_ip=POD_IP
         )
-    finally:
-        loop.close()
+
+    run(proxy_port, 1)  # fill the cache
+    # Latency and rate come from one longer run of each, after the timed rounds' warm-up.
+    comparison = bench.compare(
+        f"cached token, {connections} connection(s), {total} requests",
+        Case("token proxy", lambda: run(proxy_port, total)),
+        Case("bare ASGI endpoint", lambda: run(bare_port, total)),
+    )
+    figures = {
+        name: run(port, total * 4) for name, port in (("proxy", proxy_port), ("bare", bare_port))
+    }
+    note = ", ".join(f"{name}: {result.summary()}" for name, result in figures.items())
+    bench.results[-1] = dataclasses.replace(bench.results[-1], note=note)
     assert comparison.ratios
     assert proxy.cache.upstream_calls == 1
 
@@ -279,7 +257,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 @pytest.mark.timeout(1800)
-def test_first_token_from_pod_creation() -> None:
+def test_first_token_from_pod_creation(request: pytest.FixtureRequest) -> None:
     """Pod created → first token in the pod, through the controller and the token proxy.
 
     Each pod has its own new identity, so an MSI pod always waits for an ARM write and IMDS
@@ -292,7 +270,7 @@ def test_first_token_from_pod_creation() -> None:
     from podidentity.nmi import TokenProxySettings
     from podidentity.reconciler import ControllerSettings
     from podidentity.testing import Sandbox
-    from tests.benchmarks.conftest import QUICK_RESULTS, RESULTS
+    from tests.benchmarks.conftest import results_directory
 
     count = 5 if quick() else 30
     suite = Suite("nmi_first_token", rounds=1, clock=time.perf_counter)
@@ -372,4 +350,4 @@ def test_first_token_from_pod_creation() -> None:
     print(f"\nfirst token: {note}")
     suite.results[-1] = dataclasses.replace(suite.results[-1], note=note)
     print(suite.table())
-    suite.write(QUICK_RESULTS if quick() else RESULTS)
+    suite.write(results_directory(request.config), merge=True)

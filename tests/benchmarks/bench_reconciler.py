@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from podidentity.reconciler import ControllerSettings, Snapshot
-from tests.benchmarks.conftest import QUICK_RESULTS, RESULTS
+from tests.benchmarks.conftest import results_directory
 from tests.benchmarks.harness import Case, Suite, quick
 from tests.e2e.test_controller import setup_seed
 from tests.reconciler.world import FakeWorld, binding, identity, node, pod
@@ -125,7 +125,7 @@ def test_growth(bench: Suite) -> None:
 
 
 @pytest.mark.timeout(1800)
-def test_converge_against_the_emulators() -> None:
+def test_converge_against_the_emulators(request: pytest.FixtureRequest) -> None:
     """One run (a fresh world each time is the point); figures go to the results JSON."""
     from podidentity.testing import Sandbox
 
@@ -184,11 +184,11 @@ def test_converge_against_the_emulators() -> None:
     print(f"\nconverge: {note}")
     suite.results[-1] = dataclasses.replace(suite.results[-1], note=note)
     print(suite.table())
-    suite.write(QUICK_RESULTS if quick() else RESULTS)
+    suite.write(results_directory(request.config), merge=True)
 
 
 @pytest.mark.timeout(1800)
-def test_latency_to_assigned() -> None:
+def test_latency_to_assigned(request: pytest.FixtureRequest) -> None:
     """p50 / p99 from pod creation to ``Assigned``, seen through a watch in the test."""
     import threading
 
@@ -293,4 +293,4 @@ def test_latency_to_assigned() -> None:
     print(f"\nlatency: {note}")
     suite.results[-1] = dataclasses.replace(suite.results[-1], note=note)
     print(suite.table())
-    suite.write(QUICK_RESULTS if quick() else RESULTS)
+    suite.write(results_directory(request.config), merge=True)

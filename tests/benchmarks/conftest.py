@@ -41,6 +41,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(3600))
 
 
+def results_directory(config: pytest.Config) -> Path:
+    """Where a suite's JSON goes: ``--bench-out``, else ``.bench/`` (quick) or the results."""
+    out = config.getoption("--bench-out", default=None)
+    return Path(out) if out else (QUICK_RESULTS if quick() else RESULTS)
+
+
 @pytest.fixture(scope="module")
 def bench(request: pytest.FixtureRequest) -> Iterator[Suite]:
     """A :class:`Suite` named after the module (``bench_kube`` -> ``kube``).
@@ -63,9 +69,7 @@ def bench(request: pytest.FixtureRequest) -> Iterator[Suite]:
         yield suite
     finally:
         gc.unfreeze()
-    out = request.config.getoption("--bench-out", default=None)
-    directory = Path(out) if out else (QUICK_RESULTS if quick() else RESULTS)
-    path = suite.write(directory, merge=True)
+    path = suite.write(results_directory(request.config), merge=True)
     print()
     print(suite.table())
     print(f"results: {path}")
