@@ -42,12 +42,12 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from podidentity.testing import _jwt
 from podidentity.testing._jwt import JwtSigner
 from podidentity.testing._pki import CertificateAuthority
-from podidentity.testing._ratelimit import SlidingWindow
+from podidentity.testing._ratelimit import RateLimit, SlidingWindow
 from podidentity.testing._server import ServerThread, TLSFiles
-from podidentity.testing.azure._keyvault import KeyVaultService, RateLimit
-from podidentity.testing.azure._keyvault_errors import KeyVaultError
-from podidentity.testing.azure._keyvault_state import SecretVersion
-from podidentity.testing.azure._keyvault_wire import page
+from podidentity.testing.azure._keyvault import KeyVaultService
+from podidentity.testing.azure._keyvault._errors import KeyVaultError
+from podidentity.testing.azure._keyvault._state import SecretVersion
+from podidentity.testing.azure._keyvault._wire import page
 from podidentity.testing.azure._proxy import HostRoutingProxy
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"

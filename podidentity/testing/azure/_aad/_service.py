@@ -29,9 +29,9 @@ import uuid
 from typing import Any
 
 from podidentity.testing._jwt import InvalidToken, verify
-from podidentity.testing.azure import _assertions
-from podidentity.testing.azure._assertions import InvalidAssertion, ParsedAssertion
-from podidentity.testing.azure._federation import IssuerUnreachable, OidcKeys
+from podidentity.testing.azure._aad import _assertions
+from podidentity.testing.azure._aad._assertions import InvalidAssertion, ParsedAssertion
+from podidentity.testing.azure._aad._federation import IssuerUnreachable, OidcKeys
 from podidentity.testing.azure._http import Receive, Request, Scope, Send, read_request, send_json
 from podidentity.testing.azure._tokens import TokenIssuer, resource_from_scope
 from podidentity.testing.azure._world import AzureWorld, FederatedCredential, Principal

@@ -33,7 +33,7 @@ messages spell the resource-group segment ``resourcegroups``, as Azure often doe
 Errors are ARM's ``{"error": {"code", "message"}}``, including ``LinkedAuthorizationFailed`` and
 ``FailedIdentityOperation``, which tests can inject for chosen identities
 (:meth:`ArmService.fail_identity`); every answer carries ``x-ms-request-id`` and the
-``x-ms-ratelimit-remaining-*`` headers of the limits in :mod:`._arm_throttle`.
+``x-ms-ratelimit-remaining-*`` headers of the limits in :mod:`._throttle`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal
 
 from podidentity.testing._jwt import InvalidToken, unverified_claims
-from podidentity.testing.azure._arm_throttle import ArmLimits, ArmThrottle
+from podidentity.testing.azure._arm._throttle import ArmLimits, ArmThrottle
 from podidentity.testing.azure._http import (
     ASGIApp,
     Receive,

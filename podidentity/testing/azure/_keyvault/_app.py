@@ -35,15 +35,15 @@ from podidentity.testing.azure._http import (
     read_body,
     send_body,
 )
-from podidentity.testing.azure._keyvault_auth import TokenVerifier, authenticate, authorize
-from podidentity.testing.azure._keyvault_errors import KeyVaultError, fault_error_body
-from podidentity.testing.azure._keyvault_state import (
+from podidentity.testing.azure._keyvault._auth import TokenVerifier, authenticate, authorize
+from podidentity.testing.azure._keyvault._errors import KeyVaultError, fault_error_body
+from podidentity.testing.azure._keyvault._state import (
     SecretVersion,
     Vault,
     new_version,
     validate_object_name,
 )
-from podidentity.testing.azure._keyvault_wire import (
+from podidentity.testing.azure._keyvault._wire import (
     certificate_bundle,
     certificate_item,
     deleted_secret_bundle,

@@ -20,11 +20,11 @@ does what real IMDS does to the requests a proxy can get wrong: it refuses any r
 for), matches its paths the way IIS does (case-insensitive, a backslash read as ``/``: a proxy
 that intercepts only the exact lower-case path lets the others through to the node's
 identities), refuses unknown ``api-version`` values, enforces its per-VM limits
-(:class:`~podidentity.testing.azure._imds_throttle.ImdsLimits`, on by default) and goes away for
+(:class:`~podidentity.testing.azure._imds._throttle.ImdsLimits`, on by default) and goes away for
 a while as when it restarts (:meth:`ImdsService.restart`).
 
 Like the platform behind real IMDS, each node caches the tokens it issues
-(:mod:`~podidentity.testing.azure._imds_cache`): the same token, with a shrinking
+(:mod:`~podidentity.testing.azure._imds._cache`): the same token, with a shrinking
 ``expires_in``, until it nears expiry or its identity leaves the node.
 """
 
@@ -40,7 +40,6 @@ from typing import Any
 
 import attrs
 
-from podidentity.testing.azure._gate import RequestGate
 from podidentity.testing.azure._http import (
     JSON_CONTENT_TYPE,
     ASGIApp,
@@ -52,8 +51,9 @@ from podidentity.testing.azure._http import (
     send_body,
     send_json,
 )
-from podidentity.testing.azure._imds_cache import ImdsTokenCache, TokenCachePolicy
-from podidentity.testing.azure._imds_throttle import ImdsLimits, NodeThrottle
+from podidentity.testing.azure._imds._cache import ImdsTokenCache, TokenCachePolicy
+from podidentity.testing.azure._imds._gate import RequestGate
+from podidentity.testing.azure._imds._throttle import ImdsLimits, NodeThrottle
 from podidentity.testing.azure._tokens import IssuedToken, TokenIssuer
 from podidentity.testing.azure._world import (
     AzureWorld,

@@ -40,14 +40,14 @@ from podidentity.testing.azure._http import (
     Send,
     send_body,
 )
-from podidentity.testing.azure._keyvault_auth import (
+from podidentity.testing.azure._keyvault._app import VaultSettings, vault_app
+from podidentity.testing.azure._keyvault._auth import (
     AccessPolicy,
     TokenVerifier,
     normalize_permissions,
 )
-from podidentity.testing.azure._keyvault_errors import error_body, fault_error_body
-from podidentity.testing.azure._keyvault_http import VaultSettings, vault_app
-from podidentity.testing.azure._keyvault_state import (
+from podidentity.testing.azure._keyvault._errors import error_body, fault_error_body
+from podidentity.testing.azure._keyvault._state import (
     CertificateVersion,
     KeyVersion,
     SecretVersion,
