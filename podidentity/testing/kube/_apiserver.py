@@ -142,7 +142,7 @@ class APIRequest:
     Attributes:
         method: ``GET``, ``POST``, ...
         path: the URL path.
-        query: query parameters (last value wins).
+        query: query parameters (the first of repeated values wins).
         headers: lower-cased header names.
         body: the decoded JSON body, or ``None``.
         user: the authenticated user (``None`` only for anonymous routes).

@@ -40,15 +40,20 @@ from typing import Any
 
 import attrs
 
+from podidentity.testing._http import (
+    HTTPError,
+    Request,
+    Response,
+    error_boundary,
+    read_request,
+)
 from podidentity.testing.azure._http import (
     JSON_CONTENT_TYPE,
     ASGIApp,
     Receive,
-    Request,
     Scope,
     Send,
-    read_request,
-    send_body,
+    json_response,
     send_json,
 )
 from podidentity.testing.azure._imds._cache import ImdsTokenCache, TokenCachePolicy
@@ -175,7 +180,9 @@ def imds_error_body(status: int, message: str) -> tuple[bytes, str]:
     return json.dumps(body).encode(), "application/json; charset=utf-8"
 
 
-class _ImdsError(Exception):
+class _ImdsError(HTTPError):
+    """The token endpoint's OAuth-style error: ``{"error", "error_description"}``."""
+
     def __init__(
         self,
         status: int,
@@ -184,13 +191,15 @@ class _ImdsError(Exception):
         *,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(description)
-        self.status = status
+        super().__init__(status, description)
         self.payload: dict[str, Any] = {"error": error, "error_description": description}
         self.headers = dict(headers or {})
 
+    def response(self) -> Response:
+        return json_response(self.status, self.payload, self.headers)
 
-class _Refused(Exception):
+
+class _Refused(HTTPError):
     """An answer in another shape than the token endpoint's OAuth error (XML, metadata)."""
 
     def __init__(
@@ -200,11 +209,13 @@ class _Refused(Exception):
         content_type: str,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(body.decode())
-        self.status = status
+        super().__init__(status, body.decode())
         self.body = body
         self.content_type = content_type
         self.headers = dict(headers or {})
+
+    def response(self) -> Response:
+        return Response(self.status, self.body, self.content_type, tuple(self.headers.items()))
 
 
 class ImdsService:
@@ -274,20 +285,10 @@ class ImdsService:
             if scope["type"] != "http":
                 return
             request = await read_request(scope, receive)
-            try:
-                status, payload = await self._dispatch(node, request)
-            except _ImdsError as err:
-                await send_json(send, err.status, err.payload, headers=err.headers)
-                return
-            except _Refused as refusal:
-                extra = [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
-                await send_body(
-                    send, refusal.status, refusal.body, extra, content_type=refusal.content_type
-                )
-                return
+            status, payload = await self._dispatch(node, request)
             await send_json(send, status, payload)
 
-        return imds
+        return error_boundary(imds)
 
     async def _dispatch(self, node: ImdsNode, request: Request) -> tuple[int, Any]:
         self._check_available(node)
