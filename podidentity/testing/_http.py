@@ -4,8 +4,8 @@ Modelled on Starlette's split between exceptions and middleware: a service raise
 of :class:`HTTPError` that knows only its own error shape (Kubernetes' ``Status``, ARM's and
 Key Vault's ``{"error": ...}``, Azure AD's OAuth errors, IMDS's), and :func:`error_boundary`,
 which wraps every emulator app, is the one place that turns such an error into a response.
-Headers a service puts on every answer (request IDs, ``Warning``) are added by a send wrapper,
-:func:`with_headers`, around the boundary, so an error's answer carries them as well.
+Headers a service puts on every answer (request IDs, ``Warning``) are given to the boundary,
+so a refusal carries them as well.
 
 One rule for repeated query parameters holds in every emulator: the first value wins, as the
 Kubernetes API server and Go's ``url.Values.Get`` (and so the Azure front ends) read them.
@@ -26,18 +26,20 @@ from podidentity.testing._asgi import ASGIApp, Receive, Scope, Send, read_body, 
 
 __all__ = [
     "HTTPError",
+    "HeaderSource",
     "Request",
     "Response",
     "error_boundary",
     "first_values",
     "read_request",
     "send_response",
-    "with_headers",
 ]
 
 logger = logging.getLogger(__name__)
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
+#: What :func:`error_boundary` adds to every answer: scope → raw header pairs.
+HeaderSource = Callable[[Scope], Iterable[tuple[bytes, bytes]]]
 
 
 def first_values(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -109,7 +111,7 @@ async def read_request(scope: Scope, receive: Receive) -> Request:
     return Request(
         method=scope["method"],
         path=scope["path"],
-        query=first_values(parse_qsl(query_string, keep_blank_values=True)),
+        query=first_values(parse_qsl(query_string, keep_blank_values=True)) if query_string else {},
         headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers},
         raw_headers=raw_headers,
         body=await read_body(receive),
@@ -157,8 +159,14 @@ class HTTPError(Exception, metaclass=abc.ABCMeta):
         """The answer in the service's error shape."""
 
 
-def error_boundary(app: ASGIApp) -> ASGIApp:
+def error_boundary(app: ASGIApp, *, headers: HeaderSource | None = None) -> ASGIApp:
     """Wrap an emulator app so an :class:`HTTPError` it raises is answered with its response.
+
+    Args:
+        app: the service's app.
+        headers: raw header pairs every answer carries, a refusal's too (request IDs,
+            ``Warning``, rate-limit counters); called with the scope when an answer starts, so
+            it may return what the app gathered while serving.
 
     If the app has already started its answer (a watch stream), a second start would break
     the connection's framing: the boundary ends the body instead.
@@ -169,9 +177,12 @@ def error_boundary(app: ASGIApp) -> ASGIApp:
 
         async def tracking_send(message: MutableMapping[str, Any]) -> None:
             nonlocal started, finished
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 started = True
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                if headers is not None and (extra := list(headers(scope))):
+                    message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            elif kind == "http.response.body" and not message.get("more_body"):
                 finished = True
             await send(message)
 
@@ -180,26 +191,9 @@ def error_boundary(app: ASGIApp) -> ASGIApp:
         except HTTPError as err:
             logger.log(err.log_level, "%s %s refused: %s", scope["method"], scope["path"], err)
             if not started:
-                await send_response(send, err.response())
+                await send_response(tracking_send, err.response())
             elif not finished:
                 logger.warning("%s %s failed mid-answer: %s", scope["method"], scope["path"], err)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     return guarded
-
-
-def with_headers(send: Send, extra: Callable[[], Iterable[tuple[bytes, bytes]]]) -> Send:
-    """A ``send`` that adds ``extra()`` (raw header pairs) to the start of whatever answer goes out.
-
-    ``extra`` is called when the answer starts, so headers gathered while serving (rate-limit
-    counters, ``Warning``) are included, and an answer the :func:`error_boundary` sends too.
-    """
-
-    async def decorated(message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            added = list(extra())
-            if added:
-                message = {**message, "headers": [*message.get("headers", ()), *added]}
-        await send(message)
-
-    return decorated

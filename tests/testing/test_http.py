@@ -16,7 +16,6 @@ from podidentity.testing._http import (
     error_boundary,
     read_request,
     send_response,
-    with_headers,
 )
 from podidentity.testing._server import ServerThread
 
@@ -55,11 +54,7 @@ async def _echo(scope: Scope, receive: Receive, send: Send) -> None:
     await send_response(send, Response(200, json.dumps(echoed).encode(), "application/json"))
 
 
-async def _app(scope: Scope, receive: Receive, send: Send) -> None:
-    await guarded(scope, receive, with_headers(send, lambda: [(b"x-service", b"emulated")]))
-
-
-guarded = error_boundary(_echo)
+_app = error_boundary(_echo, headers=lambda scope: [(b"x-service", b"emulated")])
 
 
 @pytest.fixture(scope="module")

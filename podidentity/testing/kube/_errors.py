@@ -16,6 +16,9 @@ from podidentity.testing._http import HTTPError, Response
 
 __all__ = ["APIError", "Cause", "status_body"]
 
+# Compact, like every other body the server sends.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 #: One field-level cause: ``{"reason": "FieldValueInvalid", "message": ..., "field": ...}``.
 Cause = Mapping[str, str]
 
@@ -70,8 +73,7 @@ class APIError(HTTPError):
 
     def response(self) -> Response:
         """The ``Status`` answer."""
-        body = json.dumps(status_body(self), separators=(",", ":"), ensure_ascii=False).encode()
-        return Response(self.code, body, "application/json")
+        return Response(self.code, _ENCODER.encode(status_body(self)).encode(), "application/json")
 
     @classmethod
     def _about(

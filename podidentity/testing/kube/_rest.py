@@ -22,7 +22,7 @@ import attrs
 import yaml
 
 from podidentity.testing._asgi import Receive, Scope, Send
-from podidentity.testing._http import Request, error_boundary, read_request, with_headers
+from podidentity.testing._http import Request, error_boundary, read_request
 
 from . import _authz, _decode, _discovery, _managed_fields, _openapi, _protobuf
 from ._apiserver import ADMIN_USER, APIRequest, APIServer, UserInfo
@@ -203,7 +203,7 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-def _warnings() -> list[tuple[bytes, bytes]]:
+def _warnings(scope: Scope) -> list[tuple[bytes, bytes]]:
     return [(b"warning", value) for value in _decode.current_warning_headers()]
 
 
@@ -230,15 +230,15 @@ class RestApp:
         self.require_auth = require_auth
         self.bookmark_interval = bookmark_interval
         self.address = "127.0.0.1:0"
-        self._guarded = error_boundary(self._serve)
+        self._guarded = error_boundary(self._serve, headers=_warnings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         # The warnings of a request go out with whatever answer it gets, a refusal's too: the
-        # scope spans the error boundary and one send wrapper adds them.
+        # scope spans the error boundary, which adds them.
         with _decode.warning_scope():
-            await self._guarded(scope, receive, with_headers(send, _warnings))
+            await self._guarded(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = await read_request(scope, receive)

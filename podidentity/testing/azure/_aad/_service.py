@@ -34,7 +34,6 @@ from podidentity.testing._http import (
     Response,
     error_boundary,
     read_request,
-    with_headers,
 )
 from podidentity.testing._jwt import InvalidToken, verify
 from podidentity.testing.azure._aad import _assertions
@@ -115,7 +114,7 @@ def aad_error_body(status: int, message: str) -> tuple[bytes, str]:
     return json.dumps(payload).encode(), "application/json; charset=utf-8"
 
 
-def _no_cache() -> tuple[tuple[bytes, bytes], ...]:
+def _no_cache(scope: Scope) -> tuple[tuple[bytes, bytes], ...]:
     # Every answer, errors included, forbids caching, as Azure AD's do.
     return ((b"cache-control", b"no-store, no-cache"),)
 
@@ -138,7 +137,7 @@ class AadService:
         self.issuer = issuer
         self.oidc = oidc
         self.token_lifetime = 3599
-        self._app = error_boundary(self._serve)
+        self._app = error_boundary(self._serve, headers=_no_cache)
 
     def __repr__(self) -> str:
         return f"AadService(tenant_id={self.world.tenant_id!r})"
@@ -147,7 +146,7 @@ class AadService:
         """The ASGI app."""
         if scope["type"] != "http":
             return
-        await self._app(scope, receive, with_headers(send, _no_cache))
+        await self._app(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = await read_request(scope, receive)

@@ -54,7 +54,6 @@ from podidentity.testing._http import (
     Response,
     error_boundary,
     read_request,
-    with_headers,
 )
 from podidentity.testing._jwt import InvalidToken, unverified_claims
 from podidentity.testing.azure._arm._throttle import ArmLimits, ArmThrottle
@@ -373,7 +372,7 @@ class ArmService:
             status, payload = self._dispatch(request, headers)
             await send_json(send, status, payload)
 
-        await error_boundary(serve)(scope, receive, with_headers(send, lambda: _raw(headers)))
+        await error_boundary(serve, headers=lambda _: _raw(headers))(scope, receive, send)
 
     def _dispatch(self, request: Request, headers: dict[str, str]) -> tuple[int, Any]:
         if match := _OPERATION_PATH.match(request.path):
@@ -1062,6 +1061,6 @@ def with_arm_headers(app: ASGIApp, service: ArmService | None = None) -> ASGIApp
                     )
             await app(scope, receive, send)
 
-        await error_boundary(admit)(scope, receive, with_headers(send, lambda: extra))
+        await error_boundary(admit, headers=lambda _: extra)(scope, receive, send)
 
     return wrapped

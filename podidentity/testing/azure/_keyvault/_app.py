@@ -28,7 +28,6 @@ from podidentity.testing._http import (
     Request,
     error_boundary,
     read_request,
-    with_headers,
 )
 from podidentity.testing._ratelimit import SlidingWindow
 from podidentity.testing.azure._http import (
@@ -442,11 +441,4 @@ def vault_app(
             body = b"" if payload is None else json.dumps(payload).encode()
         await send_body(send, status, body, content_type=JSON_CONTENT_TYPE)
 
-    guarded = error_boundary(serve)
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await guarded(
-            scope, receive, with_headers(send, lambda: _vault_headers(vault, scope["headers"]))
-        )
-
-    return app
+    return error_boundary(serve, headers=lambda scope: _vault_headers(vault, scope["headers"]))
