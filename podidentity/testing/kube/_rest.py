@@ -246,8 +246,7 @@ class RestApp:
         await self._dispatch(request, receive, send)
 
     async def _authenticate(self, request: Request, anonymous: bool) -> UserInfo | None:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        token = request.bearer_token() or ""
         user = await self.apiserver.authenticate(token, self.admin_token) if token else None
         # A token that does not authenticate is refused even when tokens are optional.
         if user is None and (self.require_auth or token) and not anonymous:

@@ -201,10 +201,14 @@ class ArmError(HTTPError):
 
     def response(self) -> Response:
         """ARM's error body with the error's headers (``Retry-After``)."""
+        return json_response(self.status, self.document(), self.headers)
+
+    def document(self) -> dict[str, Any]:
+        """``{"error": {"code", "message", "details"?}}``."""
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details:
             error["details"] = self.details
-        return json_response(self.status, {"error": error}, self.headers)
+        return {"error": error}
 
 
 def _raw(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
@@ -213,7 +217,7 @@ def _raw(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
 
 def arm_error_json(code: str, message: str) -> bytes:
     """ARM's error body, for :meth:`FaultInjector.fail_next(body=...)` with a specific code."""
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
+    return json.dumps(ArmError(0, code, message).document()).encode()
 
 
 def arm_error_body(status: int, message: str) -> tuple[bytes, str]:

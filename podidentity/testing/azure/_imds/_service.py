@@ -176,8 +176,8 @@ class ImdsNode:
 def imds_error_body(status: int, message: str) -> tuple[bytes, str]:
     """IMDS's error shape for an injected fault."""
     error = {400: "invalid_request", 404: "not_found", 410: "gone", 429: "too_many_requests"}
-    body = {"error": error.get(status, "unknown_error"), "error_description": message}
-    return json.dumps(body).encode(), "application/json; charset=utf-8"
+    response = _ImdsError(status, error.get(status, "unknown_error"), message).response()
+    return response.body, response.content_type
 
 
 class _ImdsError(HTTPError):
