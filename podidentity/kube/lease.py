@@ -23,6 +23,7 @@ from typing import Any
 from podidentity.errors import KubeConflictError, KubeError, KubeNotFoundError
 from podidentity.kube._client import KubeClient
 from podidentity.kube._resources import LEASES
+from podidentity.models._time import format_kube_time
 
 __all__ = ["LeaderElector"]
 
@@ -30,7 +31,7 @@ _log = logging.getLogger(__name__)
 
 
 def _micro_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_kube_time(moment, micro=True)
 
 
 class LeaderElector:

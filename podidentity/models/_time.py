@@ -1,8 +1,9 @@
-"""RFC 3339 timestamps, parsed the same way on every supported Python.
+"""RFC 3339 timestamps: parsed the same way on every supported Python, written as Kubernetes does.
 
 ``datetime.fromisoformat`` only accepts ``Z`` and fractional seconds of other than 3 or 6 digits
 from Python 3.11 on; Kubernetes writes both (``2024-05-01T12:00:00Z``, ``...:00.5Z``), so this
-normalises the text first.
+normalises the text first. :func:`format_kube_time` is the one writer of Kubernetes timestamps
+(``metav1.Time`` and ``metav1.MicroTime``) for the library and the emulator alike.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ import datetime as dt
 import functools
 import re
 
-__all__ = ["GO_RFC3339", "GO_RFC3339_MICRO", "parse_kube_time", "parse_rfc3339"]
+__all__ = [
+    "GO_RFC3339",
+    "GO_RFC3339_MICRO",
+    "format_kube_time",
+    "parse_kube_time",
+    "parse_rfc3339",
+]
 
 _FRACTION = re.compile(r"(T\d{2}:\d{2}:\d{2})\.(\d+)", re.IGNORECASE)
 
@@ -118,6 +125,26 @@ def parse_kube_time(text: str, *, micro: bool = False) -> dt.datetime:
         )
     except ValueError as err:  # 31 February
         raise ValueError(f"parsing time {_go_quote(text)}: day out of range") from err
+
+
+def format_kube_time(moment: dt.datetime | float, *, micro: bool = False) -> str:
+    """A timestamp as the Kubernetes API server writes it, in UTC with a ``Z``.
+
+    :func:`parse_kube_time` reads both kinds back.
+
+    Args:
+        moment: a datetime (a naive one is taken as UTC) or seconds since the epoch.
+        micro: write a ``metav1.MicroTime``, with exactly six fractional digits
+            (``2024-05-01T12:00:00.500000Z``: Lease ``acquireTime``/``renewTime``, Event
+            ``eventTime``), instead of a ``metav1.Time`` in whole seconds
+            (``2024-05-01T12:00:00Z``, a fraction dropped).
+    """
+    if isinstance(moment, dt.datetime):
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    else:
+        moment = dt.datetime.fromtimestamp(moment, dt.timezone.utc).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds" if micro else "seconds") + "Z"
 
 
 def _go_quote(text: str) -> str:

@@ -27,7 +27,7 @@ import attrs
 
 from podidentity.errors import ValidationError
 from podidentity.models._frozen import FrozenDict, freeze, thaw
-from podidentity.models._time import parse_rfc3339
+from podidentity.models._time import format_kube_time, parse_rfc3339
 
 __all__ = [
     "Bool",
@@ -300,10 +300,7 @@ class Timestamp:
 
     def encode(self, value: dt.datetime) -> str:
         """UTC with a ``Z``, seconds unless the value has a fraction, as Kubernetes writes."""
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc)
-        spec = "seconds" if value.microsecond == 0 else "microseconds"
-        return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+        return format_kube_time(value, micro=value.microsecond != 0)
 
     def schema(self) -> dict[str, Any]:
         """``type: string, format: date-time``."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import secrets
 import socket
@@ -56,6 +55,7 @@ from podidentity.models import (
     AzureIdentityBinding,
     AzurePodIdentityException,
 )
+from podidentity.models._time import format_kube_time
 from podidentity.reconciler._views import AssignedView
 from podidentity.reconciler.metrics import ControllerMetrics
 from podidentity.reconciler.plan import (
@@ -82,7 +82,7 @@ _KINDS: dict[str, Any] = {
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_kube_time(time.time())
 
 
 class Controller:

@@ -10,16 +10,19 @@ from __future__ import annotations
 from podidentity.testing._clock import Clock, ManualClock, system_clock
 from podidentity.testing.azure._arm import (
     DEFAULT_OPERATION_DURATION,
+    ArmLimits,
     ArmService,
     arm_error_json,
     arm_resource_id,
 )
-from podidentity.testing.azure._arm_throttle import ArmLimits
 from podidentity.testing.azure._emulator import AzureEmulator, Endpoint, ImdsEndpoint
-from podidentity.testing.azure._gate import RequestGate
-from podidentity.testing.azure._imds import DEFAULT_PROPAGATION_DELAY, ImdsService
-from podidentity.testing.azure._imds_cache import TokenCachePolicy
-from podidentity.testing.azure._imds_throttle import ImdsLimits
+from podidentity.testing.azure._imds import (
+    DEFAULT_PROPAGATION_DELAY,
+    ImdsLimits,
+    ImdsService,
+    RequestGate,
+    TokenCachePolicy,
+)
 from podidentity.testing.azure._keyvault import VAULT_RATE_LIMIT, KeyVaultService
 from podidentity.testing.azure._operations import IdentityOperation
 from podidentity.testing.azure._proxy import HostRoutingProxy

@@ -32,22 +32,21 @@ from podidentity.testing._clock import Clock, system_clock
 from podidentity.testing._faults import FaultInjector, RequestLog, with_faults
 from podidentity.testing._pki import CertificateAuthority
 from podidentity.testing._server import RunningServer, ServerThread, TLSFiles
-from podidentity.testing.azure._aad import AadService, aad_error_body
+from podidentity.testing.azure._aad import AadService, OidcKeys, aad_error_body
 from podidentity.testing.azure._arm import (
     DEFAULT_OPERATION_DURATION,
+    ArmLimits,
     ArmService,
     arm_error_body,
     with_arm_headers,
 )
-from podidentity.testing.azure._arm_throttle import ArmLimits
-from podidentity.testing.azure._federation import OidcKeys
 from podidentity.testing.azure._imds import (
     DEFAULT_PROPAGATION_DELAY,
+    ImdsLimits,
     ImdsNode,
     ImdsService,
     imds_error_body,
 )
-from podidentity.testing.azure._imds_throttle import ImdsLimits
 from podidentity.testing.azure._keyvault import VAULT_RATE_LIMIT, KeyVaultService
 from podidentity.testing.azure._proxy import HostRoutingProxy
 from podidentity.testing.azure._sdk_state import clear_key_vault_challenge_caches

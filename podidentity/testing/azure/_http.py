@@ -1,8 +1,9 @@
-"""The little HTTP the Azure emulators need on top of raw ASGI: a parsed request, JSON answers.
+"""The little HTTP the Azure emulators add to the shared vocabulary: JSON answers, request IDs.
 
 The emulators are raw ASGI apps (no framework routing): each service matches its few paths with
 regular expressions, which keeps the real services' odd path rules (ARM's case-insensitivity,
-IMDS's query parameters) explicit.
+IMDS's query parameters) explicit. Requests, errors and the error boundary come from the
+emulators' shared :mod:`podidentity.testing._http`.
 """
 
 from __future__ import annotations
@@ -11,21 +12,19 @@ import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
-
-import attrs
 
 from podidentity.testing._asgi import ASGIApp, Receive, Scope, Send, read_body, send_body
+from podidentity.testing._http import Response
 
 __all__ = [
     "JSON_CONTENT_TYPE",
     "ASGIApp",
     "Receive",
-    "Request",
     "Scope",
     "Send",
+    "json_response",
+    "new_request_id",
     "read_body",
-    "read_request",
     "send_body",
     "send_json",
 ]
@@ -33,52 +32,10 @@ __all__ = [
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
-@attrs.frozen(repr=False)
-class Request:
-    """One decoded request; ``repr`` leaves out headers and body (they carry credentials)."""
-
-    method: str
-    path: str
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-    body: bytes
-
-    def __repr__(self) -> str:
-        return f"Request({self.method} {self.path})"
-
-    @property
-    def host(self) -> str:
-        """The ``Host`` header, with the port if the client sent one."""
-        return self.headers.get("host", "")
-
-    def form(self) -> dict[str, str]:
-        """The body as ``application/x-www-form-urlencoded`` (last value wins)."""
-        parsed = parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
-        return {k: v[-1] for k, v in parsed.items()}
-
-    def json(self) -> Any:
-        """The body as JSON; raises ``ValueError`` when it is not."""
-        return json.loads(self.body or b"null")
-
-    def bearer_token(self) -> str | None:
-        """The token of an ``Authorization: Bearer`` header, if any."""
-        value = self.headers.get("authorization", "")
-        scheme, _, token = value.partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return token.strip() or None
-
-
-async def read_request(scope: Scope, receive: Receive) -> Request:
-    """Collect an ASGI HTTP request into a :class:`Request`."""
-    body = await read_body(receive)
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-    return Request(
-        method=scope["method"],
-        path=scope["path"],
-        query={k: v[-1] for k, v in query.items()},
-        headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-        body=body,
+def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON :class:`Response` (what the Azure services' errors render to)."""
+    return Response(
+        status, json.dumps(payload).encode(), JSON_CONTENT_TYPE, tuple((headers or {}).items())
     )
 
 

@@ -33,17 +33,18 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime as dt
 import inspect
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
+from podidentity.models._time import format_kube_time
 from podidentity.testing._clock import Clock, system_clock
 
 from . import (
@@ -142,7 +143,7 @@ class APIRequest:
     Attributes:
         method: ``GET``, ``POST``, ...
         path: the URL path.
-        query: query parameters (last value wins).
+        query: query parameters (the first of repeated values wins).
         headers: lower-cased header names.
         body: the decoded JSON body, or ``None``.
         user: the authenticated user (``None`` only for anonymous routes).
@@ -180,7 +181,7 @@ def name_suffix() -> str:
 
 def now_rfc3339() -> str:
     """The current UTC time as the API server writes timestamps (second precision)."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_kube_time(time.time())
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -1259,8 +1260,7 @@ class APIServer:
 
     def _timestamp(self, after: float = 0) -> str:
         """An RFC 3339 timestamp ``after`` seconds from now on :attr:`clock`."""
-        moment = dt.datetime.fromtimestamp(self.clock() + after, dt.timezone.utc)
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return format_kube_time(self.clock() + after)
 
     def _reap_namespace(self, namespace: str) -> None:
         """Delete everything in a terminating namespace; then the namespace itself."""

@@ -32,6 +32,7 @@ __all__ = [
     "FIELD_VALIDATION_VALUES",
     "WarningScope",
     "current_warning_headers",
+    "set_field_validation",
     "decode",
     "warn",
     "warning_scope",
@@ -74,6 +75,13 @@ def warning_scope(field_validation: str = "Warn") -> Iterator[WarningScope]:
         # Tasks started during the request copied the context; a closed scope ignores them.
         scope.open = False
         _SCOPE.reset(token)
+
+
+def set_field_validation(field_validation: str) -> None:
+    """Set the ``fieldValidation`` directive of the request being served (``Warn`` if empty)."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope.field_validation = field_validation or "Warn"
 
 
 def current_warning_headers() -> list[bytes]:

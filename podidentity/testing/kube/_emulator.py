@@ -24,12 +24,12 @@ from podidentity.testing._server import RunningServer, ServerThread, TLSFiles
 
 from . import _cluster, _tokens
 from ._apiserver import APIServer
-from ._errors import APIError, status_body
+from ._errors import APIError
 from ._identities import ServiceAccountIdentity, grant_rules
 from ._kubeconfig import InClusterConfig, write_in_cluster, write_kubeconfig
 from ._rbac import RBACAuthorizer
 from ._rest import RestApp
-from ._store import Watcher, encode
+from ._store import Watcher
 
 __all__ = ["DEFAULT_POD_START_DELAY", "KubeEmulator"]
 
@@ -88,7 +88,9 @@ def _pod_is_running(pod: Mapping[str, Any] | None) -> bool:
 
 
 def _error_body(status: int, message: str) -> tuple[bytes, str]:
-    return encode(status_body(APIError(status, message=message))), "application/json"
+    # An injected fault answers in the shape a real refusal with that status has.
+    response = APIError(status, message=message).response()
+    return response.body, response.content_type
 
 
 class KubeEmulator:
@@ -605,8 +607,7 @@ class KubeEmulator:
             # Retry-After header, which is only sent when retry_after is given).
             seconds = 1 if retry_after is None else math.ceil(retry_after)
             details = {"retryAfterSeconds": seconds} if seconds > 0 else {}  # omitempty
-            error = APIError(429, message=message, details=details)
-            body = encode(status_body(error))
+            body = APIError(429, message=message, details=details).response().body
         return self.faults.fail_next(
             count,
             status=status,

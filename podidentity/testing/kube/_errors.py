@@ -2,15 +2,22 @@
 
 Every refusal in the emulator — from the REST layer, from validation, from an admission hook a
 teammate installs — is an :class:`APIError`; one function turns it into the ``Status`` object
-(``kind: Status``) that the official clients decode into their own exceptions.
+(``kind: Status``) that the official clients decode into their own exceptions, and the shared
+error boundary around the REST app sends it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from podidentity.testing._http import HTTPError, Response
+
 __all__ = ["APIError", "Cause", "status_body"]
+
+# Compact, like every other body the server sends.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 #: One field-level cause: ``{"reason": "FieldValueInvalid", "message": ..., "field": ...}``.
 Cause = Mapping[str, str]
@@ -33,7 +40,7 @@ _REASON_BY_CODE = {
 }
 
 
-class APIError(Exception):
+class APIError(HTTPError):
     """A refusal that the API server answers with a ``Status`` object.
 
     Raise it from admission hooks, subresource and route handlers; the server turns it into the
@@ -59,10 +66,14 @@ class APIError(Exception):
         self.reason = reason or _REASON_BY_CODE.get(code, "Unknown")
         self.message = message or self.reason
         self.details: dict[str, Any] = dict(details or {})
-        super().__init__(self.message)
+        super().__init__(code, self.message)
 
     def __repr__(self) -> str:
         return f"APIError({self.code}, {self.reason!r}, {self.message!r})"
+
+    def response(self) -> Response:
+        """The ``Status`` answer."""
+        return Response(self.code, _ENCODER.encode(status_body(self)).encode(), "application/json")
 
     @classmethod
     def _about(

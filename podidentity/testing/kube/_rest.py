@@ -17,12 +17,12 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 import attrs
 import yaml
 
-from podidentity.testing._asgi import Receive, Scope, Send, read_body
+from podidentity.testing._asgi import Receive, Scope, Send
+from podidentity.testing._http import Request, error_boundary, read_request
 
 from . import _authz, _decode, _discovery, _managed_fields, _openapi, _protobuf
 from ._apiserver import ADMIN_USER, APIRequest, APIServer, UserInfo
@@ -32,7 +32,7 @@ from ._resources import ResourceType
 from ._store import Event, Stored, Watcher, encode
 from ._table import table
 
-__all__ = ["RestApp", "query_flag"]
+__all__ = ["RestApp", "decode_body", "query_flag"]
 
 _JSON = [(b"content-type", b"application/json")]
 _PATCH_TYPES = {
@@ -89,7 +89,7 @@ def query_flag(query: Mapping[str, str], name: str) -> bool:
     return value is not None and value != "0" and value.lower() != "false"
 
 
-def _verb(request: _Request, name: str | None) -> str:
+def _verb(request: Request, name: str | None) -> str:
     """The API verb of a request to a resource or one object (``""`` if none fits)."""
     if name is not None:
         return _VERB_OF_METHOD.get(request.method, "")
@@ -165,68 +165,46 @@ class _DeleteOptions:
         )
 
 
-def _parse_query(raw: str) -> dict[str, str]:
-    # The first value wins and blank values count, as in the API server's parameter decoding.
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(raw, keep_blank_values=True):
-        query.setdefault(name, value)
-    return query
+def decode_body(request: Request, *, yaml_ok: bool = False) -> Any:
+    """The body as the API server decodes it; ``None`` when empty, 400/415 when undecodable.
+
+    JSON, YAML (server-side apply, ``application/yaml``) or the protobuf access reviews kubectl
+    posts.
+    """
+    raw = request.body
+    if not raw:
+        return None
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if "protobuf" in content_type:
+        # Only the access reviews kubectl posts as protobuf are understood (else 415).
+        return _protobuf.decode_review(raw)
+    try:
+        if yaml_ok or content_type == "application/yaml":
+            return yaml.safe_load(raw)
+        return json.loads(raw)
+    except (ValueError, yaml.YAMLError) as err:
+        raise APIError.bad_request(f"the body of the request could not be decoded: {err}") from err
 
 
-class _Request:
-    __slots__ = ("headers", "method", "path", "query", "raw_headers", "receive", "user")
-
-    def __init__(self, scope: Scope, receive: Receive) -> None:
-        self.method: str = scope["method"]
-        self.path: str = scope["path"]
-        self.query = _parse_query(scope.get("query_string", b"").decode("latin-1"))
-        self.headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
-        }
-        self.raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        self.receive = receive
-        self.user: UserInfo | None = None
-
-    async def body(self) -> bytes:
-        return await read_body(self.receive)
-
-    async def json(self, *, yaml_ok: bool = False) -> Any:
-        raw = await self.body()
-        if not raw:
-            return None
-        content_type = self.headers.get("content-type", "application/json").split(";")[0].strip()
-        if "protobuf" in content_type:
-            # Only the access reviews kubectl posts as protobuf are understood (else 415).
-            return _protobuf.decode_review(raw)
-        try:
-            if yaml_ok or content_type == "application/yaml":
-                return yaml.safe_load(raw)
-            return json.loads(raw)
-        except (ValueError, yaml.YAMLError) as err:
-            raise APIError.bad_request(
-                f"the body of the request could not be decoded: {err}"
-            ) from err
-
-    def wants_table(self) -> bool:
-        return "as=table" in self.headers.get("accept", "").lower().replace(" ", "")
+def _wants_table(request: Request) -> bool:
+    return "as=table" in request.headers.get("accept", "").lower().replace(" ", "")
 
 
 async def _respond(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    warnings = [(b"warning", value) for value in _decode.current_warning_headers()]
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [
-                *(headers or _JSON),
-                *warnings,
-                (b"content-length", str(len(body)).encode()),
-            ],
+            "headers": [*(headers or _JSON), (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _warnings(scope: Scope) -> list[tuple[bytes, bytes]]:
+    return [(b"warning", value) for value in _decode.current_warning_headers()]
 
 
 class RestApp:
@@ -252,34 +230,37 @@ class RestApp:
         self.require_auth = require_auth
         self.bookmark_interval = bookmark_interval
         self.address = "127.0.0.1:0"
+        self._guarded = error_boundary(self._serve, headers=_warnings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        request = _Request(scope, receive)
-        with _decode.warning_scope(request.query.get("fieldValidation", "")):
-            try:
-                await self._dispatch(request, send)
-            except APIError as err:
-                await _respond(send, err.code, encode(status_body(err)))
+        # The warnings of a request go out with whatever answer it gets, a refusal's too: the
+        # scope spans the error boundary, which adds them.
+        with _decode.warning_scope():
+            await self._guarded(scope, receive, send)
 
-    async def _authenticate(self, request: _Request, anonymous: bool) -> None:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = await read_request(scope, receive)
+        _decode.set_field_validation(request.query.get("fieldValidation", ""))
+        await self._dispatch(request, receive, send)
+
+    async def _authenticate(self, request: Request, anonymous: bool) -> UserInfo | None:
+        token = request.bearer_token() or ""
         user = await self.apiserver.authenticate(token, self.admin_token) if token else None
         # A token that does not authenticate is refused even when tokens are optional.
         if user is None and (self.require_auth or token) and not anonymous:
             raise APIError(401, "Unauthorized", "Unauthorized")
-        request.user = user if user is not None else (None if anonymous else ADMIN_USER)
+        return user if user is not None else (None if anonymous else ADMIN_USER)
 
-    async def _dispatch(self, request: _Request, send: Send) -> None:
+    async def _dispatch(self, request: Request, receive: Receive, send: Send) -> None:
         route = self.apiserver.routes.get((request.method, request.path))
         anonymous = route is not None and route[1]
-        await self._authenticate(request, anonymous=anonymous)
-        if request.user is not None and not anonymous:
-            request.user = _authz.authorize_request(
+        user = await self._authenticate(request, anonymous=anonymous)
+        if user is not None and not anonymous:
+            user = _authz.authorize_request(
                 self.apiserver,
-                request.user,
+                user,
                 request.method,
                 request.path,
                 request.query,
@@ -287,9 +268,9 @@ class RestApp:
                 watch=query_flag(request.query, "watch"),
             )
         if route is not None:
-            body = await request.json() if request.method in ("POST", "PUT", "PATCH") else None
+            body = decode_body(request) if request.method in ("POST", "PUT", "PATCH") else None
             plain = APIRequest(
-                request.method, request.path, request.query, request.headers, body, request.user
+                request.method, request.path, request.query, request.headers, body, user
             )
             await self._send_result(send, await route[0](plain))
             return
@@ -336,9 +317,9 @@ class RestApp:
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else None
         subresource = rest[2] if len(rest) > 2 else None
-        await self._resource(request, send, resource, namespace, name, subresource)
+        await self._resource(request, user, receive, send, resource, namespace, name, subresource)
 
-    async def _misc(self, request: _Request, parts: list[str], send: Send) -> None:
+    async def _misc(self, request: Request, parts: list[str], send: Send) -> None:
         path = "/".join(parts)
         if path == "version":
             await self._json(send, 200, _discovery.version_info())
@@ -359,7 +340,7 @@ class RestApp:
     async def _send_table(
         self,
         send: Send,
-        request: _Request,
+        request: Request,
         resource: ResourceType,
         objects: list[dict[str, Any]],
         rv: int,
@@ -386,7 +367,9 @@ class RestApp:
 
     async def _resource(
         self,
-        request: _Request,
+        request: Request,
+        authenticated: UserInfo | None,
+        receive: Receive,
         send: Send,
         resource: ResourceType,
         namespace: str | None,
@@ -395,19 +378,19 @@ class RestApp:
     ) -> None:
         api = self.apiserver
         method = request.method
-        user = request.user or ADMIN_USER
+        user = authenticated or ADMIN_USER
         handler = api.subresource_handlers.get(
             (resource.group, resource.plural, subresource or "", method)
         )
         if handler is not None and (subresource or resource.virtual):
-            body = await request.json() if method in ("POST", "PUT", "PATCH") else None
+            body = decode_body(request) if method in ("POST", "PUT", "PATCH") else None
             plain = APIRequest(
                 method,
                 request.path,
                 request.query,
                 request.headers,
                 body,
-                request.user,
+                authenticated,
                 namespace,
                 name,
                 resource,
@@ -440,11 +423,11 @@ class RestApp:
         if name is None:
             if method == "GET":
                 if query_flag(request.query, "watch"):
-                    await self._watch(request, send, resource, namespace)
+                    await self._watch(request, receive, send, resource, namespace)
                 else:
                     await self._list(request, send, resource, namespace)
             elif method == "POST":
-                body = await request.json()
+                body = decode_body(request)
                 stored = await api.create_stored(
                     resource,
                     body,
@@ -456,7 +439,7 @@ class RestApp:
                 )
                 await _respond(send, 201, stored.raw)
             elif method == "DELETE":
-                options = _DeleteOptions.read(request.query, await request.json())
+                options = _DeleteOptions.read(request.query, decode_body(request))
                 await self._delete_collection(request, send, resource, namespace, user, options)
             else:
                 raise APIError.method_not_allowed()
@@ -464,12 +447,12 @@ class RestApp:
         if method == "GET":
             self._check_not_future(request.query.get("resourceVersion", ""))
             stored = api.get_stored(resource, name, namespace)
-            if request.wants_table():
+            if _wants_table(request):
                 await self._send_table(send, request, resource, [stored.obj], stored.rv)
             else:
                 await _respond(send, 200, stored.raw)
         elif method == "PUT":
-            body = await request.json()
+            body = decode_body(request)
             stored = await api.update_stored(
                 resource,
                 name,
@@ -492,7 +475,7 @@ class RestApp:
                     f"the body of the request was in an unknown format - accepted "
                     f"media types include: {', '.join(_PATCH_TYPES)}",
                 )
-            body = await request.json(yaml_ok=patch_type == "apply")
+            body = decode_body(request, yaml_ok=patch_type == "apply")
             existed = api._key(resource, namespace, name) in api.store.of(resource).objects
             stored = await api.patch_stored(
                 resource,
@@ -509,7 +492,7 @@ class RestApp:
             )
             await _respond(send, 200 if existed else 201, stored.raw)
         elif method == "DELETE":
-            options = _DeleteOptions.read(request.query, await request.json())
+            options = _DeleteOptions.read(request.query, decode_body(request))
             dry_run = options.dry_run
             stored = await api.delete_stored(
                 resource,
@@ -536,7 +519,7 @@ class RestApp:
         if rv_text.isdigit() and int(rv_text) > self.apiserver.store.rv:
             raise too_large_resource_version(int(rv_text), self.apiserver.store.rv)
 
-    def _selected(self, request: _Request, resource: ResourceType, namespace: str | None) -> Any:
+    def _selected(self, request: Request, resource: ResourceType, namespace: str | None) -> Any:
         return self.apiserver.select(
             resource,
             label_selector=request.query.get("labelSelector", ""),
@@ -544,7 +527,7 @@ class RestApp:
         )
 
     async def _list(
-        self, request: _Request, send: Send, resource: ResourceType, namespace: str | None
+        self, request: Request, send: Send, resource: ResourceType, namespace: str | None
     ) -> None:
         options = ListOptions.parse(request.query, watch=False)
         self._check_not_future(options.resource_version)
@@ -598,7 +581,7 @@ class RestApp:
                 break
             selected.append((key, stored))
         continue_token = _encode_continue(list_rv, next_key) if next_key else ""
-        if request.wants_table():
+        if _wants_table(request):
             await self._send_table(
                 send,
                 request,
@@ -619,7 +602,7 @@ class RestApp:
 
     async def _delete_collection(
         self,
-        request: _Request,
+        request: Request,
         send: Send,
         resource: ResourceType,
         namespace: str | None,
@@ -651,7 +634,12 @@ class RestApp:
     # ------------------------------------------------------------------ watch
 
     async def _watch(
-        self, request: _Request, send: Send, resource: ResourceType, namespace: str | None
+        self,
+        request: Request,
+        receive: Receive,
+        send: Send,
+        resource: ResourceType,
+        namespace: str | None,
     ) -> None:
         api = self.apiserver
         query = request.query
@@ -688,7 +676,7 @@ class RestApp:
         initial_end_rv = api.store.rv
         if not expired and not too_large:
             store.watchers.add(watcher)
-        table_mode = request.wants_table()
+        table_mode = _wants_table(request)
         await send(
             {
                 "type": "http.response.start",
@@ -699,7 +687,7 @@ class RestApp:
                 ],
             }
         )
-        disconnect = asyncio.ensure_future(self._wait_disconnect(request, watcher))
+        disconnect = asyncio.ensure_future(self._wait_disconnect(receive, watcher))
         try:
             if too_large:
                 # Once the request is accepted, the watch cache reports errors as an event.
@@ -801,9 +789,9 @@ class RestApp:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(watcher.wakeup.wait(), timeout=wait)
 
-    async def _wait_disconnect(self, request: _Request, watcher: Watcher) -> None:
+    async def _wait_disconnect(self, receive: Receive, watcher: Watcher) -> None:
         while True:
-            message = await request.receive()
+            message = await receive()
             if message["type"] == "http.disconnect":
                 watcher.close()
                 return

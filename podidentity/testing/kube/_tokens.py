@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from podidentity.models._time import parse_rfc3339
+from podidentity.models._time import format_kube_time, parse_rfc3339
 from podidentity.testing._jwt import JwtSigner
 
 from ._apiserver import APIRequest, APIServer, Authenticator, UserInfo
@@ -69,7 +69,7 @@ _JWKS_PATH = "/openid/v1/jwks"
 
 
 def _rfc3339(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_kube_time(epoch)
 
 
 def _epoch(timestamp: Any) -> float | None:

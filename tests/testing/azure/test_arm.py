@@ -272,6 +272,25 @@ def test_api_version_is_required(azure: AzureEmulator, arm: httpx.Client) -> Non
     assert _error(response)[:2] == (400, "MissingApiVersionParameter")
 
 
+def test_a_repeated_query_parameter_is_read_by_its_first_value(
+    azure: AzureEmulator, arm: httpx.Client
+) -> None:
+    # One rule in every emulator, as Go's url.Values.Get: the first value wins.
+    vm = azure.world.add_vm("vm-0")
+    url = f"https://management.azure.com{vm.resource_id}"
+    auth = {"Authorization": arm.headers["Authorization"]}
+    with azure.patched_environ():
+        first_valid = httpx.get(
+            f"{url}?api-version=2023-03-01&api-version=1999-01-01", headers=auth
+        )
+        first_bogus = httpx.get(
+            f"{url}?api-version=1999-01-01&api-version=2023-03-01", headers=auth
+        )
+    assert first_valid.status_code == 200
+    assert first_valid.json()["id"] == vm.resource_id
+    assert _error(first_bogus)[:2] == (400, "NoRegisteredProviderFound")
+
+
 def test_not_found_errors(azure: AzureEmulator, arm: httpx.Client) -> None:
     vm = azure.world.add_vm("vm-0")
     missing_vm = vm.resource_id.replace("/vm-0", "/vm-9")

@@ -30,8 +30,7 @@ from azure.identity import ClientSecretCredential
 
 from podidentity.testing import RateLimit
 from podidentity.testing.azure import AzureEmulator, ComputeResource, ManualClock
-from podidentity.testing.azure._arm import DEFAULT_OPERATION_DURATION, arm_resource_id
-from podidentity.testing.azure._arm_throttle import ArmLimits
+from podidentity.testing.azure._arm import DEFAULT_OPERATION_DURATION, ArmLimits, arm_resource_id
 
 API = {"api-version": "2024-07-01"}
 ARM_SCOPE = "https://management.azure.com/.default"

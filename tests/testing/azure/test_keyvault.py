@@ -11,6 +11,7 @@ import base64
 import itertools
 import json
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 import requests
 from azure.core.credentials import AccessToken
@@ -42,12 +44,12 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from podidentity.testing import _jwt
 from podidentity.testing._jwt import JwtSigner
 from podidentity.testing._pki import CertificateAuthority
-from podidentity.testing._ratelimit import SlidingWindow
+from podidentity.testing._ratelimit import RateLimit, SlidingWindow
 from podidentity.testing._server import ServerThread, TLSFiles
-from podidentity.testing.azure._keyvault import KeyVaultService, RateLimit
-from podidentity.testing.azure._keyvault_errors import KeyVaultError
-from podidentity.testing.azure._keyvault_state import SecretVersion
-from podidentity.testing.azure._keyvault_wire import page
+from podidentity.testing.azure._keyvault import KeyVaultService
+from podidentity.testing.azure._keyvault._errors import KeyVaultError
+from podidentity.testing.azure._keyvault._state import SecretVersion
+from podidentity.testing.azure._keyvault._wire import page
 from podidentity.testing.azure._proxy import HostRoutingProxy
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -194,6 +196,20 @@ def reader(world: World, vault: str, **permissions: Any) -> MintedCredential:
 
 
 # -- secrets: reading ------------------------------------------------------------------------
+
+
+def test_a_repeated_query_parameter_is_read_by_its_first_value(world: World, vault: str) -> None:
+    # One rule in every emulator, as Go's url.Values.Get: the first value wins.
+    world.service.set_secret(vault, "s", "v")
+    token = reader(world, vault).token().token
+    url = f"https://{vault}.vault.azure.net/secrets/s"
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(world.ca_file))) as http:
+        auth = {"Authorization": f"Bearer {token}"}
+        first_valid = http.get(f"{url}?api-version=7.4&api-version=0.0", headers=auth)
+        first_bogus = http.get(f"{url}?api-version=0.0&api-version=7.4", headers=auth)
+    assert (first_valid.status_code, first_valid.json()["value"]) == (200, "v")
+    assert first_bogus.status_code == 400
+    assert first_bogus.json()["error"]["message"].startswith("The specified version (0.0)")
 
 
 def test_get_latest_and_by_version(world: World, vault: str) -> None:

@@ -6,6 +6,7 @@ import json
 import urllib.error
 import urllib.request
 
+import httpx
 import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -365,3 +366,19 @@ def test_verbs_a_resource_does_not_have_are_method_not_allowed(kube: KubeEmulato
     assert caught.value.code == 405
     assert json.loads(caught.value.read())["reason"] == "MethodNotAllowed"
     assert kube.get("namespaces", "default")["status"]["phase"] == "Active"
+
+
+def test_a_repeated_query_parameter_is_read_by_its_first_value(
+    kube: KubeEmulator, core: kubernetes.client.CoreV1Api
+) -> None:
+    # One rule in every emulator, as the API server and Go's url.Values.Get: the first wins.
+    core.create_namespaced_pod("default", pod("a", app="a"))
+    core.create_namespaced_pod("default", pod("b", app="b"))
+    with httpx.Client(base_url=kube.url) as http:
+        pods = http.get(
+            "/api/v1/namespaces/default/pods?labelSelector=app%3Da&labelSelector=app%3Db"
+        )
+        limited = http.get("/api/v1/namespaces/default/pods?limit=1&limit=5")
+    assert [p["metadata"]["name"] for p in pods.json()["items"]] == ["a"]
+    assert len(limited.json()["items"]) == 1
+    assert limited.json()["metadata"]["continue"]

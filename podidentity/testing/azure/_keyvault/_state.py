@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from podidentity.testing._faults import FaultInjector, RequestLog
 from podidentity.testing._pki import IssuedCertificate
-from podidentity.testing.azure._keyvault_auth import AccessPolicy
-from podidentity.testing.azure._keyvault_errors import KeyVaultError, not_found
+from podidentity.testing.azure._keyvault._auth import AccessPolicy
+from podidentity.testing.azure._keyvault._errors import KeyVaultError, not_found
 
 __all__ = [
     "RECOVERABLE_DAYS",

@@ -20,11 +20,11 @@ does what real IMDS does to the requests a proxy can get wrong: it refuses any r
 for), matches its paths the way IIS does (case-insensitive, a backslash read as ``/``: a proxy
 that intercepts only the exact lower-case path lets the others through to the node's
 identities), refuses unknown ``api-version`` values, enforces its per-VM limits
-(:class:`~podidentity.testing.azure._imds_throttle.ImdsLimits`, on by default) and goes away for
+(:class:`~podidentity.testing.azure._imds._throttle.ImdsLimits`, on by default) and goes away for
 a while as when it restarts (:meth:`ImdsService.restart`).
 
 Like the platform behind real IMDS, each node caches the tokens it issues
-(:mod:`~podidentity.testing.azure._imds_cache`): the same token, with a shrinking
+(:mod:`~podidentity.testing.azure._imds._cache`): the same token, with a shrinking
 ``expires_in``, until it nears expiry or its identity leaves the node.
 """
 
@@ -40,20 +40,25 @@ from typing import Any
 
 import attrs
 
-from podidentity.testing.azure._gate import RequestGate
+from podidentity.testing._http import (
+    HTTPError,
+    Request,
+    Response,
+    error_boundary,
+    read_request,
+)
 from podidentity.testing.azure._http import (
     JSON_CONTENT_TYPE,
     ASGIApp,
     Receive,
-    Request,
     Scope,
     Send,
-    read_request,
-    send_body,
+    json_response,
     send_json,
 )
-from podidentity.testing.azure._imds_cache import ImdsTokenCache, TokenCachePolicy
-from podidentity.testing.azure._imds_throttle import ImdsLimits, NodeThrottle
+from podidentity.testing.azure._imds._cache import ImdsTokenCache, TokenCachePolicy
+from podidentity.testing.azure._imds._gate import RequestGate
+from podidentity.testing.azure._imds._throttle import ImdsLimits, NodeThrottle
 from podidentity.testing.azure._tokens import IssuedToken, TokenIssuer
 from podidentity.testing.azure._world import (
     AzureWorld,
@@ -171,11 +176,13 @@ class ImdsNode:
 def imds_error_body(status: int, message: str) -> tuple[bytes, str]:
     """IMDS's error shape for an injected fault."""
     error = {400: "invalid_request", 404: "not_found", 410: "gone", 429: "too_many_requests"}
-    body = {"error": error.get(status, "unknown_error"), "error_description": message}
-    return json.dumps(body).encode(), "application/json; charset=utf-8"
+    response = _ImdsError(status, error.get(status, "unknown_error"), message).response()
+    return response.body, response.content_type
 
 
-class _ImdsError(Exception):
+class _ImdsError(HTTPError):
+    """The token endpoint's OAuth-style error: ``{"error", "error_description"}``."""
+
     def __init__(
         self,
         status: int,
@@ -184,13 +191,15 @@ class _ImdsError(Exception):
         *,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(description)
-        self.status = status
+        super().__init__(status, description)
         self.payload: dict[str, Any] = {"error": error, "error_description": description}
         self.headers = dict(headers or {})
 
+    def response(self) -> Response:
+        return json_response(self.status, self.payload, self.headers)
 
-class _Refused(Exception):
+
+class _Refused(HTTPError):
     """An answer in another shape than the token endpoint's OAuth error (XML, metadata)."""
 
     def __init__(
@@ -200,11 +209,13 @@ class _Refused(Exception):
         content_type: str,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(body.decode())
-        self.status = status
+        super().__init__(status, body.decode())
         self.body = body
         self.content_type = content_type
         self.headers = dict(headers or {})
+
+    def response(self) -> Response:
+        return Response(self.status, self.body, self.content_type, tuple(self.headers.items()))
 
 
 class ImdsService:
@@ -274,20 +285,10 @@ class ImdsService:
             if scope["type"] != "http":
                 return
             request = await read_request(scope, receive)
-            try:
-                status, payload = await self._dispatch(node, request)
-            except _ImdsError as err:
-                await send_json(send, err.status, err.payload, headers=err.headers)
-                return
-            except _Refused as refusal:
-                extra = [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
-                await send_body(
-                    send, refusal.status, refusal.body, extra, content_type=refusal.content_type
-                )
-                return
+            status, payload = await self._dispatch(node, request)
             await send_json(send, status, payload)
 
-        return imds
+        return error_boundary(imds)
 
     async def _dispatch(self, node: ImdsNode, request: Request) -> tuple[int, Any]:
         self._check_available(node)

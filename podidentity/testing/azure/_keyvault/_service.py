@@ -30,24 +30,23 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from podidentity.testing._faults import FaultInjector, RequestLog, with_faults
+from podidentity.testing._http import error_boundary
 from podidentity.testing._pki import CertificateAuthority, IssuedCertificate
 from podidentity.testing._ratelimit import RateLimit, SlidingWindow
 from podidentity.testing.azure._http import (
-    JSON_CONTENT_TYPE,
     ASGIApp,
     Receive,
     Scope,
     Send,
-    send_body,
 )
-from podidentity.testing.azure._keyvault_auth import (
+from podidentity.testing.azure._keyvault._app import VaultSettings, vault_app
+from podidentity.testing.azure._keyvault._auth import (
     AccessPolicy,
     TokenVerifier,
     normalize_permissions,
 )
-from podidentity.testing.azure._keyvault_errors import error_body, fault_error_body
-from podidentity.testing.azure._keyvault_http import VaultSettings, vault_app
-from podidentity.testing.azure._keyvault_state import (
+from podidentity.testing.azure._keyvault._errors import KeyVaultError, fault_error_body
+from podidentity.testing.azure._keyvault._state import (
     CertificateVersion,
     KeyVersion,
     SecretVersion,
@@ -131,10 +130,7 @@ class KeyVaultService:
         self._vaults: dict[str, Vault] = {}
         self._apps: dict[str, ASGIApp] = {}
 
-        async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            await self._serve(scope, receive, send)
-
-        self._app: ASGIApp = app
+        self._app: ASGIApp = error_boundary(self._serve)
 
     def __repr__(self) -> str:
         with self._lock:
@@ -424,8 +420,9 @@ class KeyVaultService:
     def app(self) -> ASGIApp:
         """The ASGI app serving every vault, dispatching by ``Host``.
 
-        A plain coroutine function rather than a bound method, because uvicorn's interface
-        detection takes a bound method for an ASGI2 app.
+        A plain coroutine function (the error boundary around :meth:`_serve`) rather than a
+        bound method, because uvicorn's interface detection takes a bound method for an ASGI2
+        app.
         """
         return self._app
 
@@ -441,13 +438,12 @@ class KeyVaultService:
             vault_app_ = self._apps.get(name) if name else None
             known = sorted(self._vaults)
         if vault_app_ is None:
-            body = error_body(
+            raise KeyVaultError(
+                404,
                 "VaultNotFound",
                 f"The podidentity Key Vault emulator has no vault at {host!r} (in Azure the name "
                 f"would not resolve). Known vaults: {known}",
             )
-            await send_body(send, 404, body, content_type=JSON_CONTENT_TYPE)
-            return
         await vault_app_(scope, receive, send)
 
     def _vault_for_host(self, host: str) -> str | None:

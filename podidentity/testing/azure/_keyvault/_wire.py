@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from podidentity.testing._jwt import b64url_decode, b64url_encode
-from podidentity.testing.azure._keyvault_errors import KeyVaultError
-from podidentity.testing.azure._keyvault_state import (
+from podidentity.testing.azure._keyvault._errors import KeyVaultError
+from podidentity.testing.azure._keyvault._state import (
     RECOVERABLE_DAYS,
     CertificateVersion,
     DeletedSecret,

@@ -28,11 +28,24 @@ import time
 import uuid
 from typing import Any
 
+from podidentity.testing._http import (
+    HTTPError,
+    Request,
+    Response,
+    error_boundary,
+    read_request,
+)
 from podidentity.testing._jwt import InvalidToken, verify
-from podidentity.testing.azure import _assertions
-from podidentity.testing.azure._assertions import InvalidAssertion, ParsedAssertion
-from podidentity.testing.azure._federation import IssuerUnreachable, OidcKeys
-from podidentity.testing.azure._http import Receive, Request, Scope, Send, read_request, send_json
+from podidentity.testing.azure._aad import _assertions
+from podidentity.testing.azure._aad._assertions import InvalidAssertion, ParsedAssertion
+from podidentity.testing.azure._aad._federation import IssuerUnreachable, OidcKeys
+from podidentity.testing.azure._http import (
+    Receive,
+    Scope,
+    Send,
+    json_response,
+    send_json,
+)
 from podidentity.testing.azure._tokens import TokenIssuer, resource_from_scope
 from podidentity.testing.azure._world import AzureWorld, FederatedCredential, Principal
 
@@ -52,15 +65,27 @@ _INSTANCE_DISCOVERY_PATH = re.compile(r"^/common/discovery/instance/?$", re.IGNO
 _GENERIC_TENANTS = frozenset({"common", "organizations", "consumers"})
 
 
-class AadError(Exception):
-    """An Azure AD error answer: HTTP status, OAuth ``error`` and the AADSTS code."""
+class AadError(HTTPError):
+    """An Azure AD error answer: HTTP status, OAuth ``error`` and the AADSTS code.
+
+    ``now`` is the time the answer is stamped with; the service sets it from the tenant's
+    clock (the wall clock when unset).
+    """
+
+    log_level = logging.INFO
 
     def __init__(self, status: int, error: str, code: int, description: str) -> None:
-        super().__init__(f"AADSTS{code}: {description}")
-        self.status = status
+        super().__init__(status, f"AADSTS{code}: {description}")
         self.error = error
         self.code = code
         self.description = description
+        self.now: float | None = None
+
+    def response(self) -> Response:
+        """The OAuth error body Azure AD sends."""
+        return json_response(
+            self.status, self.payload(time.time() if self.now is None else self.now)
+        )
 
     def payload(self, now: float) -> dict[str, Any]:
         """The JSON body, stamped with ``now`` and fresh trace and correlation IDs."""
@@ -89,6 +114,11 @@ def aad_error_body(status: int, message: str) -> tuple[bytes, str]:
     return json.dumps(payload).encode(), "application/json; charset=utf-8"
 
 
+def _no_cache(scope: Scope) -> tuple[tuple[bytes, bytes], ...]:
+    # Every answer, errors included, forbids caching, as Azure AD's do.
+    return ((b"cache-control", b"no-store, no-cache"),)
+
+
 def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%m/%d/%Y %H:%M:%S")
 
@@ -107,6 +137,7 @@ class AadService:
         self.issuer = issuer
         self.oidc = oidc
         self.token_lifetime = 3599
+        self._app = error_boundary(self._serve, headers=_no_cache)
 
     def __repr__(self) -> str:
         return f"AadService(tenant_id={self.world.tenant_id!r})"
@@ -115,13 +146,17 @@ class AadService:
         """The ASGI app."""
         if scope["type"] != "http":
             return
+        await self._app(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = await read_request(scope, receive)
         try:
             status, payload = await self._dispatch(request)
         except AadError as err:
-            logger.info("Azure AD refused %s: AADSTS%s", request.path, err.code)
-            status, payload = err.status, err.payload(self.world.clock())
-        await send_json(send, status, payload, headers={"cache-control": "no-store, no-cache"})
+            # Stamped with the tenant's clock, which a test may drive; the boundary answers.
+            err.now = self.world.clock()
+            raise
+        await send_json(send, status, payload)
 
     async def _dispatch(self, request: Request) -> tuple[int, Any]:
         if match := _TOKEN_PATH.match(request.path):

@@ -19,12 +19,16 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qs
 
 import attrs
 
+from podidentity.testing._http import (
+    Request,
+    error_boundary,
+    read_request,
+)
 from podidentity.testing._ratelimit import SlidingWindow
 from podidentity.testing.azure._http import (
     JSON_CONTENT_TYPE,
@@ -32,18 +36,17 @@ from podidentity.testing.azure._http import (
     Receive,
     Scope,
     Send,
-    read_body,
     send_body,
 )
-from podidentity.testing.azure._keyvault_auth import TokenVerifier, authenticate, authorize
-from podidentity.testing.azure._keyvault_errors import KeyVaultError, fault_error_body
-from podidentity.testing.azure._keyvault_state import (
+from podidentity.testing.azure._keyvault._auth import TokenVerifier, authenticate, authorize
+from podidentity.testing.azure._keyvault._errors import KeyVaultError, throttled
+from podidentity.testing.azure._keyvault._state import (
     SecretVersion,
     Vault,
     new_version,
     validate_object_name,
 )
-from podidentity.testing.azure._keyvault_wire import (
+from podidentity.testing.azure._keyvault._wire import (
     certificate_bundle,
     certificate_item,
     deleted_secret_bundle,
@@ -84,12 +87,12 @@ class VaultSettings:
 
 
 @attrs.frozen
-class _Request:
+class _Call:
+    """One request to one vault: the request and what the vault's handlers look up with it."""
+
     vault: Vault
-    method: str
+    request: Request
     parts: tuple[str, ...]
-    query: Mapping[str, str]
-    body: bytes
     now: int
     short_pages: bool = False
 
@@ -97,13 +100,10 @@ class _Request:
     def base_url(self) -> str:
         return self.vault.url
 
-    @property
-    def api_version(self) -> str:
-        return self.query.get("api-version", "")
-
     def json(self) -> dict[str, Any]:
+        """The body as a JSON object; anything else is refused in Key Vault's shape."""
         try:
-            document = json.loads(self.body or b"null")
+            document = self.request.json()
         except ValueError as err:
             raise KeyVaultError(400, "BadParameter", "The request body is not valid JSON.") from err
         if not isinstance(document, dict):
@@ -116,17 +116,18 @@ class _Request:
         return self.parts[1], (self.parts[2] if len(self.parts) > 2 else None)
 
     def listing(self, collection: str) -> dict[str, Any]:
+        query = self.request.query
         return {
             "collection_url": f"{self.base_url}/{collection}",
-            "api_version": self.api_version,
-            "maxresults": self.query.get("maxresults"),
-            "skiptoken": self.query.get("$skiptoken"),
+            "api_version": query.get("api-version", ""),
+            "maxresults": query.get("maxresults"),
+            "skiptoken": query.get("$skiptoken"),
             "short": self.short_pages,
         }
 
 
 _Result = tuple[int, Any]
-_Handler = Callable[[_Request], _Result]
+_Handler = Callable[[_Call], _Result]
 #: Renders one list entry: ``(vault_url, object, versioned=...) -> item``.
 _Item = Callable[..., dict[str, Any]]
 
@@ -134,12 +135,12 @@ _Item = Callable[..., dict[str, Any]]
 def _list_latest(store: str, item: _Item) -> _Handler:
     """``GET /<store>``: the latest version of every object of one kind, paged."""
 
-    def handler(request: _Request) -> _Result:
-        objects: Mapping[str, list[Any]] = getattr(request.vault, store)
+    def handler(call: _Call) -> _Result:
+        objects: Mapping[str, list[Any]] = getattr(call.vault, store)
         return 200, page(
             [(key, versions[-1]) for key, versions in objects.items()],
-            lambda o: item(request.base_url, o, versioned=False),
-            **request.listing(store),
+            lambda o: item(call.base_url, o, versioned=False),
+            **call.listing(store),
         )
 
     return handler
@@ -148,13 +149,13 @@ def _list_latest(store: str, item: _Item) -> _Handler:
 def _list_versions(store: str, item: _Item) -> _Handler:
     """``GET /<store>/<name>/versions``: every version of one object, paged."""
 
-    def handler(request: _Request) -> _Result:
-        name = request.parts[1]
-        objects: Mapping[str, list[Any]] = getattr(request.vault, store)
+    def handler(call: _Call) -> _Result:
+        name = call.parts[1]
+        objects: Mapping[str, list[Any]] = getattr(call.vault, store)
         return 200, page(
             [(o.version, o) for o in objects.get(name.lower(), [])],
-            lambda o: item(request.base_url, o, versioned=True),
-            **request.listing(f"{store}/{name}/versions"),
+            lambda o: item(call.base_url, o, versioned=True),
+            **call.listing(f"{store}/{name}/versions"),
         )
 
     return handler
@@ -174,14 +175,14 @@ def _readable(secret: SecretVersion) -> SecretVersion:
     return secret
 
 
-def _get_secret(request: _Request) -> _Result:
-    name, version = request.name_and_version
-    secret = _readable(request.vault.secret(name, version))
-    return 200, secret_bundle(request.base_url, secret)
+def _get_secret(call: _Call) -> _Result:
+    name, version = call.name_and_version
+    secret = _readable(call.vault.secret(name, version))
+    return 200, secret_bundle(call.base_url, secret)
 
 
-def _refuse_managed(request: _Request, operation: str) -> None:
-    existing = request.vault.secrets.get(request.parts[1].lower())
+def _refuse_managed(call: _Call, operation: str) -> None:
+    existing = call.vault.secrets.get(call.parts[1].lower())
     if existing and existing[-1].managed:
         # The backing secret of a certificate changes only with the certificate.
         raise KeyVaultError(
@@ -213,11 +214,11 @@ def _tags(document: Mapping[str, Any]) -> dict[str, str] | None:
     return {str(k): v for k, v in tags.items()}
 
 
-def _set_secret(request: _Request) -> _Result:
-    name = request.parts[1]
+def _set_secret(call: _Call) -> _Result:
+    name = call.parts[1]
     validate_object_name(name)
-    _refuse_managed(request, "set")
-    document = request.json()
+    _refuse_managed(call, "set")
+    document = call.json()
     value = document.get("value")
     if not isinstance(value, str):
         raise KeyVaultError(400, "BadParameter", "Property value is required and must be a string.")
@@ -234,13 +235,13 @@ def _set_secret(request: _Request) -> _Result:
     if not isinstance(attributes, dict):
         raise KeyVaultError(400, "BadParameter", "Property attributes must be an object.")
     enabled = attributes.get("enabled", True)
-    secret = request.vault.add_secret(
+    secret = call.vault.add_secret(
         SecretVersion(
             name=name,
             version=new_version(),
             value=value,
-            created=request.now,
-            updated=request.now,
+            created=call.now,
+            updated=call.now,
             content_type=_optional_str(document, "contentType"),
             tags=_tags(document),
             enabled=enabled is not False,
@@ -248,13 +249,13 @@ def _set_secret(request: _Request) -> _Result:
             expires=_epoch(attributes.get("exp"), "exp"),
         )
     )
-    return 200, secret_bundle(request.base_url, secret)
+    return 200, secret_bundle(call.base_url, secret)
 
 
-def _update_secret(request: _Request) -> _Result:
-    name, version = request.name_and_version
-    secret = request.vault.secret(name, version)
-    document = request.json()
+def _update_secret(call: _Call) -> _Result:
+    name, version = call.name_and_version
+    secret = call.vault.secret(name, version)
+    document = call.json()
     attributes = document.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise KeyVaultError(400, "BadParameter", "Property attributes must be an object.")
@@ -268,53 +269,53 @@ def _update_secret(request: _Request) -> _Result:
         secret.not_before = _epoch(attributes["nbf"], "nbf")
     if "exp" in attributes:
         secret.expires = _epoch(attributes["exp"], "exp")
-    secret.updated = request.now
+    secret.updated = call.now
     # The update answer carries no value, like the service's.
-    body = secret_bundle(request.base_url, secret)
+    body = secret_bundle(call.base_url, secret)
     body.pop("value")
     return 200, body
 
 
-def _delete_secret(request: _Request) -> _Result:
-    _refuse_managed(request, "delete")
-    deleted = request.vault.delete_secret(request.parts[1], request.now)
-    return 200, deleted_secret_bundle(request.base_url, deleted)
+def _delete_secret(call: _Call) -> _Result:
+    _refuse_managed(call, "delete")
+    deleted = call.vault.delete_secret(call.parts[1], call.now)
+    return 200, deleted_secret_bundle(call.base_url, deleted)
 
 
-def _get_deleted_secret(request: _Request) -> _Result:
-    deleted = request.vault.deleted_secret(request.parts[1])
-    return 200, deleted_secret_bundle(request.base_url, deleted)
+def _get_deleted_secret(call: _Call) -> _Result:
+    deleted = call.vault.deleted_secret(call.parts[1])
+    return 200, deleted_secret_bundle(call.base_url, deleted)
 
 
-def _list_deleted_secrets(request: _Request) -> _Result:
+def _list_deleted_secrets(call: _Call) -> _Result:
     return 200, page(
-        list(request.vault.deleted_secrets.items()),
-        lambda d: deleted_secret_item(request.base_url, d),
-        **request.listing("deletedsecrets"),
+        list(call.vault.deleted_secrets.items()),
+        lambda d: deleted_secret_item(call.base_url, d),
+        **call.listing("deletedsecrets"),
     )
 
 
-def _purge_deleted_secret(request: _Request) -> _Result:
-    request.vault.purge_secret(request.parts[1])
+def _purge_deleted_secret(call: _Call) -> _Result:
+    call.vault.purge_secret(call.parts[1])
     return 204, None
 
 
-def _recover_deleted_secret(request: _Request) -> _Result:
-    secret = request.vault.recover_secret(request.parts[1])
-    return 200, secret_bundle(request.base_url, secret)
+def _recover_deleted_secret(call: _Call) -> _Result:
+    secret = call.vault.recover_secret(call.parts[1])
+    return 200, secret_bundle(call.base_url, secret)
 
 
 # -- certificates and keys ---------------------------------------------------------------
 
 
-def _get_certificate(request: _Request) -> _Result:
-    name, version = request.name_and_version
-    return 200, certificate_bundle(request.base_url, request.vault.certificate(name, version))
+def _get_certificate(call: _Call) -> _Result:
+    name, version = call.name_and_version
+    return 200, certificate_bundle(call.base_url, call.vault.certificate(name, version))
 
 
-def _get_key(request: _Request) -> _Result:
-    name, version = request.name_and_version
-    return 200, key_bundle(request.base_url, request.vault.key(name, version))
+def _get_key(call: _Call) -> _Result:
+    name, version = call.name_and_version
+    return 200, key_bundle(call.base_url, call.vault.key(name, version))
 
 
 _list_secrets = _list_latest("secrets", secret_item)
@@ -377,23 +378,20 @@ def _check_api_version(api_version: str) -> None:
         )
 
 
-async def _send(
-    send: Send,
-    status: int,
-    body: bytes,
-    vault: Vault,
-    extra: tuple[tuple[str, str], ...] = (),
-    client_request_id: str | None = None,
-) -> None:
+def _vault_headers(
+    vault: Vault, request_headers: Iterable[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The headers every answer of a vault carries, a refusal's too."""
     headers = [
         (b"cache-control", b"no-cache"),
         (b"x-ms-keyvault-region", vault.location.encode()),
         (b"x-ms-request-id", str(uuid.uuid4()).encode()),
     ]
-    if client_request_id:
-        headers.append((b"x-ms-client-request-id", client_request_id.encode("latin-1")))
-    headers.extend((k.lower().encode(), v.encode("latin-1")) for k, v in extra)
-    await send_body(send, status, body, headers, content_type=JSON_CONTENT_TYPE)
+    # The client's request ID is echoed (the last one, if the client sent several).
+    echoed = [v for k, v in request_headers if k.lower() == b"x-ms-client-request-id"]
+    if echoed and echoed[-1]:
+        headers.append((b"x-ms-client-request-id", echoed[-1]))
+    return headers
 
 
 def vault_app(
@@ -403,67 +401,44 @@ def vault_app(
 ) -> ASGIApp:
     """The ASGI app serving one vault's data plane; ``limiter`` gives its rate window, if any."""
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        client_request_id = headers.get("x-ms-client-request-id")
-        method: str = scope["method"].upper()
-        parts = tuple(scope["path"].strip("/").split("/")) if scope["path"].strip("/") else ()
-        query = {
-            k: v[0]
-            for k, v in parse_qs(
-                scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
-            ).items()
-        }
-        try:
-            window = limiter() if limiter is not None else None
-            if window is not None:
-                retry_after = window.acquire()
-                if retry_after is not None:
-                    body, _ = fault_error_body(429, "VaultRequestTypeLimitReached")
-                    await _send(
-                        send,
-                        429,
-                        body,
-                        vault,
-                        (("Retry-After", str(int(retry_after))),),
-                        client_request_id,
-                    )
-                    return
-            caller = authenticate(
-                headers.get("authorization"),
-                tenant_id=vault.tenant_id,
-                verify_token=settings.verify_token,
-                resource=settings.resource,
-                authority=settings.authority,
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        request = await read_request(scope, receive)
+        window = limiter() if limiter is not None else None
+        if window is not None:
+            retry_after = window.acquire()
+            if retry_after is not None:
+                raise throttled("VaultRequestTypeLimitReached", retry_after)
+        caller = authenticate(
+            request.headers.get("authorization"),
+            tenant_id=vault.tenant_id,
+            verify_token=settings.verify_token,
+            resource=settings.resource,
+            authority=settings.authority,
+        )
+        _check_api_version(request.query.get("api-version", ""))
+        path = request.path.strip("/")
+        parts = tuple(path.split("/")) if path else ()
+        kind, permission, handler = _route(request.method.upper(), parts)
+        with vault.lock:
+            authorize(
+                vault.policies,
+                caller,
+                kind,
+                permission,
+                vault=vault.name,
+                location=vault.location,
             )
-            _check_api_version(query.get("api-version", ""))
-            kind, permission, handler = _route(method, parts)
-            with vault.lock:
-                authorize(
-                    vault.policies,
-                    caller,
-                    kind,
-                    permission,
-                    vault=vault.name,
-                    location=vault.location,
-                )
-            raw = await read_body(receive)
-            request = _Request(
-                vault=vault,
-                method=method,
-                parts=parts,
-                query=query,
-                body=raw,
-                now=int(settings.clock()),
-                short_pages=settings.short_pages,
-            )
-            with vault.lock:
-                status, payload = handler(request)
-                # Serialize under the lock: the handlers return live objects' views.
-                body = b"" if payload is None else json.dumps(payload).encode()
-        except KeyVaultError as err:
-            await _send(send, err.status, err.body(), vault, err.headers, client_request_id)
-            return
-        await _send(send, status, body, vault, client_request_id=client_request_id)
+        call = _Call(
+            vault=vault,
+            request=request,
+            parts=parts,
+            now=int(settings.clock()),
+            short_pages=settings.short_pages,
+        )
+        with vault.lock:
+            status, payload = handler(call)
+            # Serialize under the lock: the handlers return live objects' views.
+            body = b"" if payload is None else json.dumps(payload).encode()
+        await send_body(send, status, body, content_type=JSON_CONTENT_TYPE)
 
-    return app
+    return error_boundary(serve, headers=lambda scope: _vault_headers(vault, scope["headers"]))

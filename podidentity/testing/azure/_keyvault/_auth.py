@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from podidentity.testing._jwt import InvalidToken, unverified_claims
-from podidentity.testing.azure._keyvault_errors import FWLINK_ACCESS, KeyVaultError
+from podidentity.testing.azure._keyvault._errors import FWLINK_ACCESS, KeyVaultError
 
 __all__ = [
     "KEY_VAULT_APP_ID",

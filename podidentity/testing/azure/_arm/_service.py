@@ -33,7 +33,7 @@ messages spell the resource-group segment ``resourcegroups``, as Azure often doe
 Errors are ARM's ``{"error": {"code", "message"}}``, including ``LinkedAuthorizationFailed`` and
 ``FailedIdentityOperation``, which tests can inject for chosen identities
 (:meth:`ArmService.fail_identity`); every answer carries ``x-ms-request-id`` and the
-``x-ms-ratelimit-remaining-*`` headers of the limits in :mod:`._arm_throttle`.
+``x-ms-ratelimit-remaining-*`` headers of the limits in :mod:`._throttle`.
 """
 
 from __future__ import annotations
@@ -45,20 +45,26 @@ import math
 import re
 import threading
 import uuid
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
+from podidentity.testing._http import (
+    HTTPError,
+    Request,
+    Response,
+    error_boundary,
+    read_request,
+)
 from podidentity.testing._jwt import InvalidToken, unverified_claims
-from podidentity.testing.azure._arm_throttle import ArmLimits, ArmThrottle
+from podidentity.testing.azure._arm._throttle import ArmLimits, ArmThrottle
 from podidentity.testing.azure._http import (
     ASGIApp,
     Receive,
-    Request,
     Scope,
     Send,
+    json_response,
     new_request_id,
     read_body,
-    read_request,
     send_json,
 )
 from podidentity.testing.azure._operations import IdentityOperation, OperationInFlight
@@ -173,8 +179,10 @@ _CONFLICT_MESSAGE = (
 )
 
 
-class ArmError(Exception):
-    """An ARM error answer."""
+class ArmError(HTTPError):
+    """An ARM error answer: ``{"error": {"code", "message", "details"?}}``."""
+
+    log_level = logging.INFO
 
     def __init__(
         self,
@@ -185,17 +193,31 @@ class ArmError(Exception):
         headers: Mapping[str, str] | None = None,
         details: list[dict[str, Any]] | None = None,
     ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
+        super().__init__(status, f"{code}: {message}")
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
         self.details = details
 
+    def response(self) -> Response:
+        """ARM's error body with the error's headers (``Retry-After``)."""
+        return json_response(self.status, self.document(), self.headers)
+
+    def document(self) -> dict[str, Any]:
+        """``{"error": {"code", "message", "details"?}}``."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+def _raw(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
 
 def arm_error_json(code: str, message: str) -> bytes:
     """ARM's error body, for :meth:`FaultInjector.fail_next(body=...)` with a specific code."""
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
+    return json.dumps(ArmError(0, code, message).document()).encode()
 
 
 def arm_error_body(status: int, message: str) -> tuple[bytes, str]:
@@ -345,19 +367,16 @@ class ArmService:
         """The ASGI app."""
         if scope["type"] != "http":
             return
-        request = await read_request(scope, receive)
+        # Headers gathered while serving (rate-limit counters, operation URLs) go out with the
+        # answer, a refusal's too.
         headers: dict[str, str] = {}
-        try:
+
+        async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+            request = await read_request(scope, receive)
             status, payload = self._dispatch(request, headers)
-        except ArmError as err:
-            logger.info("ARM refused %s %s: %s", request.method, request.path, err.code)
-            status = err.status
-            error: dict[str, Any] = {"code": err.code, "message": err.message}
-            if err.details:
-                error["details"] = err.details
-            payload = {"error": error}
-            headers.update(err.headers)
-        await send_json(send, status, payload, headers=headers)
+            await send_json(send, status, payload)
+
+        await error_boundary(serve, headers=lambda _: _raw(headers))(scope, receive, send)
 
     def _dispatch(self, request: Request, headers: dict[str, str]) -> tuple[int, Any]:
         if match := _OPERATION_PATH.match(request.path):
@@ -1023,37 +1042,29 @@ def with_arm_headers(app: ASGIApp, service: ArmService | None = None) -> ASGIApp
             (b"x-ms-request-id", request_id.encode()),
             (b"x-ms-correlation-request-id", request_id.encode()),
         ]
-        write = scope["method"] not in ("GET", "HEAD")
-        throttle = service.throttle() if service is not None else None
-        match = _SUBSCRIPTION.match(scope["path"])
-        if throttle is not None and match is not None:
-            bucket, window = throttle.subscription(match["sub"], write=write)
-            wait = window.acquire()
-            header = f"x-ms-ratelimit-remaining-subscription-{bucket}".encode()
-            extra.append((header, str(window.remaining).encode()))
-            if wait is not None:
-                kind = "write" if write else "read"
-                await read_body(receive)
-                payload = {
-                    "error": {
-                        "code": "SubscriptionRequestsThrottled",
-                        "message": f"Number of '{kind}' requests for subscription"
+
+        async def admit(scope: Scope, receive: Receive, send: Send) -> None:
+            write = scope["method"] not in ("GET", "HEAD")
+            throttle = service.throttle() if service is not None else None
+            match = _SUBSCRIPTION.match(scope["path"])
+            if throttle is not None and match is not None:
+                bucket, window = throttle.subscription(match["sub"], write=write)
+                wait = window.acquire()
+                header = f"x-ms-ratelimit-remaining-subscription-{bucket}".encode()
+                extra.append((header, str(window.remaining).encode()))
+                if wait is not None:
+                    await read_body(receive)
+                    raise ArmError(
+                        429,
+                        "SubscriptionRequestsThrottled",
+                        f"Number of '{'write' if write else 'read'}' requests for subscription"
                         f" '{match['sub']}' exceeded. Please try again after"
                         f" '{math.ceil(wait)}' seconds after additional tokens are available."
                         " Refer to https://aka.ms/arm-throttling",
-                    }
-                }
-                headers = {k.decode(): v.decode() for k, v in extra}
-                headers["Retry-After"] = str(math.ceil(wait))
-                await send_json(send, 429, payload, headers=headers)
-                return
+                        headers={"Retry-After": str(math.ceil(wait))},
+                    )
+            await app(scope, receive, send)
 
-        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message = dict(message)
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await app(scope, receive, send_with_headers)
+        await error_boundary(admit, headers=lambda _: extra)(scope, receive, send)
 
     return wrapped

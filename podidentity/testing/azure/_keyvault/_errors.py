@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from podidentity.testing._http import HTTPError, Response
+
 __all__ = [
     "FWLINK_ACCESS",
     "FWLINK_NOT_FOUND",
@@ -18,7 +20,10 @@ __all__ = [
     "error_body",
     "fault_error_body",
     "not_found",
+    "throttled",
 ]
+
+_CONTENT_TYPE = "application/json; charset=utf-8"
 
 FWLINK_NOT_FOUND = "https://go.microsoft.com/fwlink/?linkid=2125182"
 FWLINK_ACCESS = "https://go.microsoft.com/fwlink/?linkid=2125287"
@@ -50,14 +55,17 @@ def fault_error_body(status: int, message: str) -> tuple[bytes, str]:
     """Error body for an injected fault (the ``error_body`` hook of ``with_faults``)."""
     code = _CODES.get(status, "InternalServerError" if status >= 500 else "BadParameter")
     if status == 429:
-        reason = "VaultRequestTypeLimitReached" if message == "injected fault" else message
-        message = (
-            f"Request was not processed because too many requests were received. Reason: {reason}"
+        message = _throttled_message(
+            "VaultRequestTypeLimitReached" if message == "injected fault" else message
         )
-    return error_body(code, message), "application/json; charset=utf-8"
+    return error_body(code, message), _CONTENT_TYPE
 
 
-class KeyVaultError(Exception):
+def _throttled_message(reason: str) -> str:
+    return f"Request was not processed because too many requests were received. Reason: {reason}"
+
+
+class KeyVaultError(HTTPError):
     """A failure answered with Key Vault's error shape.
 
     Attributes:
@@ -77,8 +85,7 @@ class KeyVaultError(Exception):
         inner_code: str | None = None,
         headers: Sequence[tuple[str, str]] = (),
     ) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
+        super().__init__(status, f"{status} {code}: {message}")
         self.code = code
         self.message = message
         self.inner_code = inner_code
@@ -87,6 +94,20 @@ class KeyVaultError(Exception):
     def body(self) -> bytes:
         """The JSON body."""
         return error_body(self.code, self.message, self.inner_code)
+
+    def response(self) -> Response:
+        """The error body with the error's headers."""
+        return Response(self.status, self.body(), _CONTENT_TYPE, self.headers)
+
+
+def throttled(reason: str, retry_after: float) -> KeyVaultError:
+    """``429`` for a request over the vault's rate limit, as the service words it."""
+    return KeyVaultError(
+        429,
+        _CODES[429],
+        _throttled_message(reason),
+        headers=(("Retry-After", str(int(retry_after))),),
+    )
 
 
 def not_found(kind: str, name: str, version: str | None = None) -> KeyVaultError:
