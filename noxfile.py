@@ -25,11 +25,16 @@ WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
 
 
 def _xdist(posargs: list[str]) -> list[str]:
-    """``-n 2`` unless the caller chose (``-n N``, ``--numprocesses``, ``-p no:xdist``)."""
+    """``-n 2 --dist worksteal`` unless the caller chose (``-n N``, ``--dist``, ``-p no:xdist``).
+
+    worksteal: test times range from milliseconds to seconds, and xdist's default ``load``
+    hands out fixed chunks up front, so a worker with slow tests queued could end the run alone
+    while the other idles; with worksteal an idle worker takes half the other's queue.
+    """
     chosen = any(
         a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in posargs
     )
-    return [] if chosen else ["-n", "2"]
+    return [] if chosen else ["-n", "2", "--dist", "worksteal"]
 
 
 @nox.session(python=PYTHON)
