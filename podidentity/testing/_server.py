@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 import attrs
 import uvicorn
 
-__all__ = ["RunningServer", "ServerThread", "TLSFiles"]
+__all__ = ["RunningServer", "ServerThread", "TLSFiles", "start_daemon"]
 
 _T = TypeVar("_T")
+_START_ATTEMPTS = 3
 ASGIApp = Callable[..., Awaitable[None]]
 StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -68,6 +69,31 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def start_daemon(target: Callable[[], object], name: str) -> threading.Thread:
+    """Start ``target`` in a daemon thread; return once it runs.
+
+    A thread can die before running anything: on Python 3.11 under a tracer (coverage with
+    threads), two threads installing their trace function at once make one of them fail inside
+    ``threading`` (CPython issue 98257). Whoever then waits for that thread to signal would hang
+    until a timeout; this notices the death and starts another thread (the target never ran).
+    """
+    for _ in range(_START_ATTEMPTS):
+        began = threading.Event()
+
+        def begin(began: threading.Event = began) -> None:
+            began.set()
+            target()
+
+        thread = threading.Thread(target=begin, name=name, daemon=True)
+        thread.start()
+        while not began.wait(0.01):
+            if not thread.is_alive():
+                break
+        if began.is_set():
+            return thread
+    raise RuntimeError(f"the {name!r} thread ended {_START_ATTEMPTS} times before it ran")
+
+
 class ServerThread:
     """An asyncio loop in a daemon thread that serves emulator endpoints.
 
@@ -105,8 +131,12 @@ class ServerThread:
             loop.close()
 
         self._loop = loop
-        self._thread = threading.Thread(target=run, name=self._name, daemon=True)
-        self._thread.start()
+        try:
+            self._thread = start_daemon(run, self._name)
+        except BaseException:
+            loop.close()
+            self._loop = None
+            raise
         ready.wait()
 
     def call(self, coro: Coroutine[Any, Any, _T], timeout: float | None = 30.0) -> _T:

@@ -32,6 +32,7 @@ import attrs
 import kubernetes
 
 from podidentity.testing._clock import Clock, system_clock
+from podidentity.testing._server import start_daemon
 from podidentity.testing.azure import (
     DEFAULT_OPERATION_DURATION,
     DEFAULT_PROPAGATION_DELAY,
@@ -552,8 +553,7 @@ class Sandbox:
             with contextlib.suppress(Exception):
                 asyncio.run(main())
 
-        thread = threading.Thread(target=target, name="podidentity-controller", daemon=True)
-        thread.start()
+        thread = start_daemon(target, "podidentity-controller")
         started.wait(60)
         if "error" in holder:
             raise holder["error"]

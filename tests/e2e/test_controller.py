@@ -47,9 +47,16 @@ def remember_baseline(world: Sandbox) -> None:
     }
 
 
+# ARM identity writes stay long-running operations the controller must poll, but take the
+# shortest time a poll can observe (Azure's Retry-After is whole seconds, at least 1): the
+# sandbox's default 2 s doubles every assignment's wait and no test here is about its length.
+# IMDS is not read here, so its propagation delay plays no part.
+OPERATION_DURATION = 1.0
+
+
 @pytest.fixture
 def world() -> Iterator[Sandbox]:
-    with Sandbox() as sandbox:
+    with Sandbox(operation_duration=OPERATION_DURATION) as sandbox:
         sandbox.add_node_pool("pool", count=2)
         remember_baseline(sandbox)
         yield sandbox

@@ -12,6 +12,7 @@ from podidentity.reconciler import Controller, ControllerSettings
 from podidentity.testing import Sandbox
 from tests.e2e.test_controller import (
     FAST,
+    OPERATION_DURATION,
     assigned,
     binding_manifest,
     check_invariants,
@@ -27,7 +28,7 @@ from tests.e2e.test_controller import (
 
 @pytest.fixture
 def world() -> Iterator[Sandbox]:
-    with Sandbox() as sandbox:
+    with Sandbox(operation_duration=OPERATION_DURATION) as sandbox:
         sandbox.add_node_pool("pool", count=2)
         remember_baseline(sandbox)
         yield sandbox

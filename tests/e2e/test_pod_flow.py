@@ -24,7 +24,13 @@ from podidentity.models import AzureIdentityBinding, ObjectMeta
 from podidentity.nmi import TokenProxySettings
 from podidentity.testing import Sandbox
 from podidentity.testing._jwt import unverified_claims
-from tests.e2e.test_controller import FAST, eventually, identity_manifest, states
+from tests.e2e.test_controller import (
+    FAST,
+    OPERATION_DURATION,
+    eventually,
+    identity_manifest,
+    states,
+)
 from tests.nmi.world import GROUP, VAULT, VERSION, NmiWorld, unique
 
 SCOPE = f"{VAULT}/.default"
@@ -39,11 +45,12 @@ class Flow:
 
 @pytest.fixture(scope="module")
 def flow() -> Iterator[Flow]:
-    with Sandbox() as sandbox:
+    # ARM and IMDS delays stay on, so the proxy waits for the controller's Assigned, then for
+    # IMDS, within its pending timeout; each is the shortest that still makes it wait (a
+    # Retry-After is whole seconds): the sandbox's 2 s and 5 s only made every pod wait longer.
+    with Sandbox(operation_duration=OPERATION_DURATION, propagation_delay=1.0) as sandbox:
         sandbox.add_node_pool("agents", count=2)
         sandbox.start_controller(FAST)
-        # Real ARM and IMDS delays stay on (2 s operation, 5 s propagation): the proxy waits
-        # for the controller's Assigned, then for IMDS, within its pending timeout.
         sandbox.start_token_proxies(TokenProxySettings(pending_timeout=30.0))
         vault_url = sandbox.azure.keyvault.create_vault("flow-kv")
         sandbox.azure.keyvault.set_secret("flow-kv", "db-password", SECRET)

@@ -92,3 +92,41 @@ def test_stopping_with_open_raw_connections_logs_nothing(caplog: pytest.LogCaptu
         for client in clients:
             client.close()
     assert [r.getMessage() for r in caplog.records] == []
+
+
+_Thread = threading.Thread  # the tests below replace threading.Thread
+
+
+class _Stillborn(_Thread):
+    """A thread that ends before running its target, as one does whose trace hook failed."""
+
+    def run(self) -> None:
+        return None
+
+
+def _stillborn_first(count: int) -> object:
+    made: list[threading.Thread] = []
+
+    def make(*args: object, **kwargs: object) -> threading.Thread:
+        kind = _Stillborn if len(made) < count else _Thread
+        made.append(kind(*args, **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    return make
+
+
+def test_a_thread_that_dies_before_its_loop_runs_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("podidentity.testing._server.threading.Thread", _stillborn_first(2))
+    with ServerThread() as thread:
+        assert httpx.get(thread.serve_asgi(hello).url).text == "hello"
+
+
+def test_a_thread_that_never_runs_is_an_error_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("podidentity.testing._server.threading.Thread", _stillborn_first(99))
+    thread = ServerThread("doomed")
+    with pytest.raises(RuntimeError, match="'doomed' thread ended 3 times before it ran"):
+        thread.start()
+    with pytest.raises(RuntimeError, match="call start"):
+        thread.loop  # noqa: B018 - the property raises

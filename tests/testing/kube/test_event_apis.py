@@ -192,11 +192,23 @@ def test_events_v1_source_selector_falls_back_to_the_reporting_controller(
     assert _names(selected) == ["demo.1"]
 
 
+END = "end.marker"
+
+
 def _watch(list_events: Any, since: str) -> list[dict[str, Any]]:
-    stream = kubernetes.watch.Watch().stream(
-        list_events, "default", resource_version=since, timeout_seconds=1
-    )
-    return [{"type": e["type"], "object": e["raw_object"]} for e in stream]
+    """Every event from ``since`` up to the ``END`` marker, which the test writes last.
+
+    Ending on the marker rather than on the server's timeout: an event too many or too few
+    before it still shows, and the watch does not idle until it times out.
+    """
+    watch = kubernetes.watch.Watch()
+    seen = []
+    for event in watch.stream(list_events, "default", resource_version=since, timeout_seconds=30):
+        if event["raw_object"]["metadata"]["name"] == END:
+            watch.stop()
+            return seen
+        seen.append({"type": event["type"], "object": event["raw_object"]})
+    raise AssertionError(f"the watch ended before {END}: {seen}")
 
 
 def test_watchers_of_both_apis_see_writes_through_either(
@@ -207,6 +219,7 @@ def test_watchers_of_both_apis_see_writes_through_either(
     events_v1.create_namespaced_event("default", _events_v1_body("demo.1"))
     core.create_namespaced_event("default", _core_event("web.1"))
     core.delete_namespaced_event("demo.1", "default")
+    core.create_namespaced_event("default", _core_event(END))
     expected = [("ADDED", "demo.1"), ("ADDED", "web.1"), ("DELETED", "demo.1")]
 
     core_seen = _watch(core.list_namespaced_event, since)
