@@ -24,7 +24,29 @@ METADATA = {"Metadata": "true"}
 MakeProxy = Callable[..., Awaitable[TokenProxy]]
 
 
+def _open_sockets(loop: asyncio.AbstractEventLoop) -> int:
+    # The selector event loop's registered file descriptors: one per socket still open (or still
+    # closing: a TLS close waits for the peer's reply). Not public API, hence the fallback.
+    selector = getattr(loop, "_selector", None)
+    return len(selector.get_map()) if selector is not None else 0
+
+
+async def _until_closed(baseline: int, timeout: float = 5.0) -> None:
+    """Let the loop finish closing what the proxies and client opened before the test's loop ends.
+
+    Otherwise a socket still closing when pytest closes the loop is collected, with a
+    ResourceWarning, during whichever test runs next.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while _open_sockets(loop) > baseline and loop.time() < deadline:
+        await asyncio.sleep(0.005)
+    for _ in range(3):
+        await asyncio.sleep(0)  # the closes' last callbacks (connection_lost) run now
+
+
 async def proxies(world: NmiWorld) -> AsyncIterator[MakeProxy]:
+    baseline = _open_sockets(asyncio.get_running_loop())
     api = await load_api_client(world.sandbox.kube.kubeconfig_path)
     started: list[TokenProxy] = []
 
@@ -48,8 +70,7 @@ async def proxies(world: NmiWorld) -> AsyncIterator[MakeProxy]:
         for proxy in started:
             await proxy.stop()
         await api.close()
-        for _ in range(3):
-            await asyncio.sleep(0)  # let closed transports finish closing before the loop ends
+        await _until_closed(baseline)
 
 
 def client(proxy: TokenProxy, ip: str) -> httpx.AsyncClient:
