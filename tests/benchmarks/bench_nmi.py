@@ -45,7 +45,7 @@ from podidentity.nmi import TokenProxy
 from podidentity.nmi.callers import PodInfo
 from podidentity.nmi.server import _listen, _server
 from podidentity.testing._server import ServerThread
-from tests.benchmarks.harness import Case, Suite, quick
+from tests.benchmarks.harness import Case, Suite, percentile, quick
 from tests.benchmarks.loadgen import LoadGenerator, LoadResult
 
 NODE = "node-0"
@@ -251,11 +251,6 @@ OPERATION = 0.5  # seconds an ARM identity write takes in this scenario
 PROPAGATION = 1.0  # seconds IMDS lags behind it
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
-
-
 @pytest.mark.timeout(1800)
 def test_first_token_from_pod_creation(request: pytest.FixtureRequest) -> None:
     """Pod created → first token in the pod, through the controller and the token proxy.
@@ -341,11 +336,11 @@ def test_first_token_from_pod_creation(request: pytest.FixtureRequest) -> None:
     federated, msi = latencies["federated"], latencies["user-assigned"]
     beyond = [t - OPERATION - PROPAGATION for t in msi]
     note = (
-        f"federated: p50 {_percentile(federated, 0.5) * 1000:.0f} ms,"
-        f" p99 {_percentile(federated, 0.99) * 1000:.0f} ms;"
+        f"federated: p50 {percentile(federated, 0.5) * 1000:.0f} ms,"
+        f" p99 {percentile(federated, 0.99) * 1000:.0f} ms;"
         f" user-assigned beyond ARM {OPERATION:g} s + IMDS {PROPAGATION:g} s:"
-        f" p50 {_percentile(beyond, 0.5) * 1000:.0f} ms,"
-        f" p99 {_percentile(beyond, 0.99) * 1000:.0f} ms"
+        f" p50 {percentile(beyond, 0.5) * 1000:.0f} ms,"
+        f" p99 {percentile(beyond, 0.99) * 1000:.0f} ms"
     )
     print(f"\nfirst token: {note}")
     suite.results[-1] = dataclasses.replace(suite.results[-1], note=note)

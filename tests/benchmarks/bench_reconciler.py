@@ -31,7 +31,7 @@ import pytest
 
 from podidentity.reconciler import ControllerSettings, Snapshot
 from tests.benchmarks.conftest import results_directory
-from tests.benchmarks.harness import Case, Suite, quick
+from tests.benchmarks.harness import Case, Suite, percentile, quick
 from tests.e2e.test_controller import setup_seed
 from tests.reconciler.world import FakeWorld, binding, identity, node, pod
 
@@ -282,10 +282,8 @@ def test_latency_to_assigned(request: pytest.FixtureRequest) -> None:
     suite.measure(f"{pods} pods, one at a time, until each is Assigned", scenario)
 
     def summary(values: list[float]) -> str:
-        ordered = sorted(values)
-        p50 = ordered[len(ordered) // 2]
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-        return f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms"
+        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+        return f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {max(values) * 1000:.0f} ms"
 
     note = (
         f"created -> Assigned: {summary(latencies)}; Running -> Assigned: {summary(from_running)}"

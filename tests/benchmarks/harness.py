@@ -80,6 +80,7 @@ __all__ = [
     "Timing",
     "format_seconds",
     "gc_disabled",
+    "percentile",
     "quick",
 ]
 
@@ -95,6 +96,12 @@ MAX_NUMBER = 1_000_000
 def quick() -> bool:
     """True in quick (smoke) mode: ``--quick`` on the pytest command line or ``BENCH_QUICK=1``."""
     return os.environ.get(QUICK_ENV, "") not in ("", "0")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The value below which ``fraction`` of ``values`` fall (nearest rank; 0.5 is p50)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 @contextmanager

@@ -20,6 +20,8 @@ from typing import Any
 
 import attrs
 
+from tests.benchmarks.harness import percentile
+
 
 @attrs.frozen
 class LoadResult:
@@ -27,11 +29,6 @@ class LoadResult:
 
     latencies: list[float]
     elapsed: float
-
-    def percentile(self, fraction: float) -> float:
-        """The latency below which ``fraction`` of the requests fall, seconds."""
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
     @property
     def rate(self) -> float:
@@ -41,7 +38,8 @@ class LoadResult:
     def summary(self) -> str:
         """``p50 .. ms, p99 .. ms, .. req/s``."""
         return (
-            f"p50 {self.percentile(0.5) * 1e3:.2f} ms, p99 {self.percentile(0.99) * 1e3:.2f} ms,"
+            f"p50 {percentile(self.latencies, 0.5) * 1e3:.2f} ms,"
+            f" p99 {percentile(self.latencies, 0.99) * 1e3:.2f} ms,"
             f" {self.rate:,.0f} req/s"
         )
 

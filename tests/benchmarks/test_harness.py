@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.harness import QUICK_ENV, Case, Suite, format_seconds, gc_disabled
+from tests.benchmarks.harness import (
+    QUICK_ENV,
+    Case,
+    Suite,
+    format_seconds,
+    gc_disabled,
+    percentile,
+)
 
 
 class FakeClock:
@@ -234,3 +241,11 @@ def test_write_merge_replaces_only_what_was_measured(clock: FakeClock, tmp_path:
 )
 def test_format_seconds(seconds: float, text: str) -> None:
     assert format_seconds(seconds) == text
+
+
+def test_percentile_is_the_nearest_rank_in_any_order() -> None:
+    values = [float(v) for v in range(100, 0, -1)]  # 100 latencies, unsorted
+    assert percentile(values, 0.5) == 51.0
+    assert percentile(values, 0.99) == 100.0
+    assert percentile(values, 1.0) == 100.0  # never past the last
+    assert percentile([7.0], 0.99) == 7.0
