@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from podidentity.testing._asgi import ASGIApp, Receive, Scope, Send, read_body, send_body
-from podidentity.testing._http import Response
+from podidentity.testing._http import Response, send_response
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -47,9 +47,7 @@ async def send_json(
     headers: Mapping[str, str] | None = None,
 ) -> None:
     """Answer with a JSON body and optional extra headers."""
-    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    body = json.dumps(payload).encode()
-    await send_body(send, status, body, extra, content_type=JSON_CONTENT_TYPE)
+    await send_response(send, json_response(status, payload, headers))
 
 
 def new_request_id() -> str:
