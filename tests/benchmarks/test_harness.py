@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.conftest import QUICK_RESULTS, RESULTS, results_directory
 from tests.benchmarks.harness import (
     QUICK_ENV,
     Case,
@@ -249,3 +250,18 @@ def test_percentile_is_the_nearest_rank_in_any_order() -> None:
     assert percentile(values, 0.99) == 100.0
     assert percentile(values, 1.0) == 100.0  # never past the last
     assert percentile([7.0], 0.99) == 7.0
+
+
+def test_results_go_where_bench_out_says(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Every suite (the module fixture's and the first-token, converge and latency suites) writes
+    # through this: a run with --bench-out must never overwrite the documented results.
+    monkeypatch.delenv(QUICK_ENV, raising=False)
+    monkeypatch.setattr(request.config.option, "bench_out", None)
+    assert results_directory(request.config) == RESULTS
+    monkeypatch.setattr(request.config.option, "bench_out", str(tmp_path))
+    assert results_directory(request.config) == tmp_path
+    monkeypatch.setattr(request.config.option, "bench_out", None)
+    monkeypatch.setenv(QUICK_ENV, "1")
+    assert results_directory(request.config) == QUICK_RESULTS
