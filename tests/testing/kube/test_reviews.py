@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes
@@ -13,7 +12,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from podidentity.testing.kube import KubeEmulator, ServiceAccountIdentity
-from tests.testing.kube.test_kubectl import KUBECTL
+from tests.kubectl import Kubectl, run_kubectl
 
 RBAC = "rbac.authorization.k8s.io"
 NAMESPACE = "reviews"
@@ -44,23 +43,12 @@ def robot(kube: KubeEmulator) -> ServiceAccountIdentity:
     )
 
 
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
-
-
 @pytest.fixture(scope="module")
 def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     home = tmp_path_factory.mktemp("kubectl-home")
 
     def run(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "KUBECONFIG": str(kubeconfig)}
-        return subprocess.run(
-            [str(KUBECTL), f"--cache-dir={home / 'cache'}", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_kubectl(kubeconfig, home, *args)
 
     return run
 
