@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,25 +18,13 @@ import pytest
 
 from podidentity.testing import Sandbox
 from tests.models.test_convert import SEED
+from tests.waiting import eventually
 
 GROUP_VERSION = "aadpodidentity.k8s.io/v1"
 PROBES = re.compile(r"probes and metrics on (http://\S+) ")
 ENDPOINTS = r"tokens on (http://[^,\s]+), probes and metrics on (http://\S+)"
 TOKEN_PATH = "/metadata/identity/oauth2/token"
 QUERY = {"api-version": "2018-02-01", "resource": "https://vault.azure.net"}
-
-
-def eventually(check: Callable[[], Any], within: float = 120.0) -> Any:
-    """Poll ``check`` until it returns something truthy; the bound only turns a hang into a
-    failure (nothing is asserted about time)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never held: {check.__doc__ or check}")
-        time.sleep(0.05)
 
 
 class Command:

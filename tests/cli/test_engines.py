@@ -20,12 +20,12 @@ from tests.cli.conftest import (
     base_env,
     binding_manifest,
     controller_principal,
-    eventually,
     identity_manifest,
     pod_manifest,
     running_pod,
     token_request,
 )
+from tests.waiting import eventually
 
 
 @pytest.mark.timeout(300)  # child processes start slowly on a loaded machine

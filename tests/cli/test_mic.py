@@ -31,10 +31,10 @@ from tests.cli.conftest import (
     base_env,
     binding_manifest,
     controller_principal,
-    eventually,
     identity_manifest,
     pod_manifest,
 )
+from tests.waiting import eventually
 
 FAST = ["--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.2"]
 

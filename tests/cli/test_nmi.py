@@ -33,12 +33,12 @@ from tests.cli.conftest import (
     assigned_states,
     base_env,
     binding_manifest,
-    eventually,
     identity_manifest,
     pod_manifest,
     running_pod,
     token_request,
 )
+from tests.waiting import eventually
 
 FAST = ControllerSettings(
     lease_duration=3, renew_deadline=2, retry_period=0.2, resync_interval=2, retry_max_delay=2

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,24 +12,12 @@ import pytest
 from podidentity.reconciler import Controller, ControllerSettings
 from podidentity.testing import Sandbox
 from podidentity.testing.azure import ManagedIdentity
+from tests.waiting import eventually
 
 GROUP, VERSION = "aadpodidentity.k8s.io", "v1"
 FAST = ControllerSettings(
     lease_duration=3, renew_deadline=2, retry_period=0.2, resync_interval=2, retry_max_delay=2
 )
-
-
-def eventually(check: Callable[[], Any], within: float = 60.0) -> Any:
-    """Poll ``check`` until it returns something truthy; the bound only turns hangs into
-    failures (nothing is asserted about time)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never held: {check.__doc__ or check}")
-        time.sleep(0.02)
 
 
 _BASELINE: weakref.WeakKeyDictionary[Sandbox, dict[str, set[str]]] = weakref.WeakKeyDictionary()

@@ -16,7 +16,6 @@ from tests.e2e.test_controller import (
     assigned,
     binding_manifest,
     check_invariants,
-    eventually,
     identity_manifest,
     on_scale_set,
     pod_manifest,
@@ -24,6 +23,7 @@ from tests.e2e.test_controller import (
     setup_seed,
     states,
 )
+from tests.waiting import eventually
 
 
 @pytest.fixture

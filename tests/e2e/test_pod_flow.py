@@ -27,11 +27,11 @@ from podidentity.testing._jwt import unverified_claims
 from tests.e2e.test_controller import (
     FAST,
     OPERATION_DURATION,
-    eventually,
     identity_manifest,
     states,
 )
 from tests.nmi.world import GROUP, VAULT, VERSION, NmiWorld, unique
+from tests.waiting import eventually
 
 SCOPE = f"{VAULT}/.default"
 SECRET = "s3cret-value-of-the-flow"
